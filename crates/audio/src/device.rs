@@ -1,0 +1,639 @@
+//! The system's microphones and speakers through cpal, at 48 kHz, behind lock-free rings.
+//!
+//! The data callbacks here run on the audio system's thread: they only convert samples between
+//! the device format and the ring, count over/underruns in atomics, and return. Everything that
+//! allocates (the rings, the stream) is set up before the stream starts.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{
+    BufferSize, FromSample, Sample, SampleFormat, SizedSample, StreamConfig, SupportedBufferSize,
+    SupportedStreamConfigRange,
+};
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use crate::{AudioError, FRAME_SAMPLES, SAMPLE_RATE};
+
+/// Each ring holds one second of mono audio.
+const RING_SAMPLES: usize = SAMPLE_RATE as usize;
+
+/// Frames per device callback we ask for (10 ms): the backends' default buffers are far larger.
+const PREFERRED_BUFFER_FRAMES: u32 = 480;
+
+/// How long cpal may take to set a stream up before we give up on the device.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sample formats we convert, best first.
+const FORMATS: [SampleFormat; 3] = [SampleFormat::F32, SampleFormat::I32, SampleFormat::I16];
+
+/// A device as the audio system names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Stable identifier (for PulseAudio the sink or source name); what `start` takes.
+    pub id: String,
+    /// Human-readable name for a device picker.
+    pub description: String,
+}
+
+/// The ids of the input devices (microphones, monitors), in the audio system's order.
+pub fn input_devices() -> Result<Vec<String>, AudioError> {
+    Ok(input_device_infos()?.into_iter().map(|d| d.id).collect())
+}
+
+/// The ids of the output devices (speakers, headphones), in the audio system's order.
+pub fn output_devices() -> Result<Vec<String>, AudioError> {
+    Ok(output_device_infos()?.into_iter().map(|d| d.id).collect())
+}
+
+/// The input devices with their human-readable descriptions.
+pub fn input_device_infos() -> Result<Vec<DeviceInfo>, AudioError> {
+    list(&cpal::default_host(), Direction::Input)
+}
+
+/// The output devices with their human-readable descriptions.
+pub fn output_device_infos() -> Result<Vec<DeviceInfo>, AudioError> {
+    list(&cpal::default_host(), Direction::Output)
+}
+
+/// A running microphone stream. Samples arrive, downmixed to mono at 48 kHz, in the
+/// [`Consumer`] returned by [`Capture::start`]. Dropping it stops the stream.
+pub struct Capture {
+    _stream: cpal::Stream,
+    overruns: Arc<AtomicU64>,
+    device: String,
+}
+
+impl Capture {
+    /// Opens the input device with this id or description (`None`: the system default) at
+    /// 48 kHz and starts it. Reading the returned ring is up to the caller; while it is full,
+    /// new audio is dropped and counted in [`Capture::overruns`].
+    pub fn start(device: Option<&str>) -> Result<(Capture, Consumer<f32>), AudioError> {
+        let host = cpal::default_host();
+        let (device, info) = find_device(&host, Direction::Input, device)?;
+        let choice = choose_config(&device, Direction::Input, &info.id)?;
+        let overruns = Arc::new(AtomicU64::new(0));
+        let open = |buffer_size| {
+            let (producer, consumer) = RingBuffer::new(RING_SAMPLES);
+            let writer = CaptureWriter {
+                producer,
+                downmix: Downmix::new(choice.channels),
+                overruns: Arc::clone(&overruns),
+            };
+            let config = choice.config(buffer_size);
+            build_input(&device, config, choice.format, writer).map(|s| (s, consumer))
+        };
+        let (stream, consumer) = open_with_fallback(&info.id, choice.buffer_size, open)?;
+        stream
+            .play()
+            .map_err(AudioError::backend("start the input stream"))?;
+        tracing::debug!(device = %info.id, channels = choice.channels, format = %choice.format, "capture started");
+        Ok((
+            Capture {
+                _stream: stream,
+                overruns,
+                device: info.id,
+            },
+            consumer,
+        ))
+    }
+
+    /// How many device callbacks found the ring full and dropped audio.
+    pub fn overruns(&self) -> u64 {
+        self.overruns.load(Ordering::Relaxed)
+    }
+
+    /// The id of the device being captured.
+    pub fn device_name(&self) -> &str {
+        &self.device
+    }
+}
+
+impl fmt::Debug for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capture")
+            .field("device", &self.device)
+            .field("overruns", &self.overruns())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running speaker stream. Push 48 kHz mono samples into the [`Producer`] returned by
+/// [`Playback::start`]; they are played on every channel of the device. When the ring runs
+/// dry the device plays silence and [`Playback::underruns`] counts it. Dropping it stops the
+/// stream.
+pub struct Playback {
+    _stream: cpal::Stream,
+    underruns: Arc<AtomicU64>,
+    device: String,
+}
+
+impl Playback {
+    /// Opens the output device with this id or description (`None`: the system default) at
+    /// 48 kHz and starts it. The ring starts with 20 ms of silence so that the first callback
+    /// does not underrun while the caller begins to fill it.
+    pub fn start(device: Option<&str>) -> Result<(Playback, Producer<f32>), AudioError> {
+        let host = cpal::default_host();
+        let (device, info) = find_device(&host, Direction::Output, device)?;
+        let choice = choose_config(&device, Direction::Output, &info.id)?;
+        let underruns = Arc::new(AtomicU64::new(0));
+        let open = |buffer_size| {
+            let (mut producer, consumer) = RingBuffer::new(RING_SAMPLES);
+            for _ in 0..FRAME_SAMPLES {
+                // A fresh ring of RING_SAMPLES > FRAME_SAMPLES slots has room; a failed push
+                // would only mean less pre-fill.
+                let _ = producer.push(0.0);
+            }
+            let reader = PlaybackReader {
+                consumer,
+                channels: choice.channels,
+                underruns: Arc::clone(&underruns),
+            };
+            let config = choice.config(buffer_size);
+            build_output(&device, config, choice.format, reader).map(|s| (s, producer))
+        };
+        let (stream, producer) = open_with_fallback(&info.id, choice.buffer_size, open)?;
+        stream
+            .play()
+            .map_err(AudioError::backend("start the output stream"))?;
+        tracing::debug!(device = %info.id, channels = choice.channels, format = %choice.format, "playback started");
+        Ok((
+            Playback {
+                _stream: stream,
+                underruns,
+                device: info.id,
+            },
+            producer,
+        ))
+    }
+
+    /// How many device callbacks found the ring short and played silence for the rest.
+    pub fn underruns(&self) -> u64 {
+        self.underruns.load(Ordering::Relaxed)
+    }
+
+    /// The id of the device playing.
+    pub fn device_name(&self) -> &str {
+        &self.device
+    }
+}
+
+impl fmt::Debug for Playback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Playback")
+            .field("device", &self.device)
+            .field("underruns", &self.underruns())
+            .finish_non_exhaustive()
+    }
+}
+
+// The client keeps these in tokio tasks; cpal 0.18 streams are `Send` on every platform.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Capture>();
+    assert_send::<Playback>();
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        }
+    }
+}
+
+fn list(host: &cpal::Host, direction: Direction) -> Result<Vec<DeviceInfo>, AudioError> {
+    let devices = match direction {
+        Direction::Input => host.input_devices(),
+        Direction::Output => host.output_devices(),
+    }
+    .map_err(AudioError::backend("list devices"))?;
+    Ok(devices.filter_map(|d| describe(&d)).collect())
+}
+
+fn describe(device: &cpal::Device) -> Option<DeviceInfo> {
+    let id = device.id().ok()?.id().to_owned();
+    let description = device
+        .description()
+        .map(|d| d.name().to_owned())
+        .unwrap_or_else(|_| id.clone());
+    Some(DeviceInfo { id, description })
+}
+
+fn find_device(
+    host: &cpal::Host,
+    direction: Direction,
+    name: Option<&str>,
+) -> Result<(cpal::Device, DeviceInfo), AudioError> {
+    let Some(name) = name else {
+        let device = match direction {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        };
+        let not_found = || AudioError::NoDefaultDevice {
+            direction: direction.name(),
+        };
+        let device = device.ok_or_else(not_found)?;
+        let info = describe(&device).ok_or_else(not_found)?;
+        return Ok((device, info));
+    };
+    let devices = match direction {
+        Direction::Input => host.input_devices(),
+        Direction::Output => host.output_devices(),
+    }
+    .map_err(AudioError::backend("list devices"))?;
+    let mut available = Vec::new();
+    for device in devices {
+        let Some(info) = describe(&device) else {
+            continue;
+        };
+        if info.id == name || info.description == name {
+            return Ok((device, info));
+        }
+        available.push(info.id);
+    }
+    Err(AudioError::DeviceNotFound {
+        direction: direction.name(),
+        name: name.to_owned(),
+        available,
+    })
+}
+
+/// What we open a device with.
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    channels: usize,
+    format: SampleFormat,
+    buffer_size: BufferSize,
+}
+
+impl Choice {
+    fn config(&self, buffer_size: BufferSize) -> StreamConfig {
+        StreamConfig {
+            // `channels` came from a cpal ChannelCount (u16).
+            channels: u16::try_from(self.channels).unwrap_or(1),
+            sample_rate: SAMPLE_RATE,
+            buffer_size,
+        }
+    }
+}
+
+/// Picks a 48 kHz configuration: mono if offered (else the fewest channels), the best sample
+/// format we convert, and a 10 ms buffer when the device allows one.
+fn choose_config(
+    device: &cpal::Device,
+    direction: Direction,
+    id: &str,
+) -> Result<Choice, AudioError> {
+    let ranges: Vec<SupportedStreamConfigRange> = match direction {
+        Direction::Input => device.supported_input_configs().map(Iterator::collect),
+        Direction::Output => device.supported_output_configs().map(Iterator::collect),
+    }
+    .map_err(AudioError::backend("read the device's configurations"))?;
+
+    let at_rate: Vec<&SupportedStreamConfigRange> = ranges
+        .iter()
+        .filter(|r| r.contains_rate(SAMPLE_RATE) && r.channels() > 0)
+        .collect();
+    if at_rate.is_empty() {
+        return Err(AudioError::DeviceSampleRate {
+            direction: direction.name(),
+            device: id.to_owned(),
+            supported: describe_rates(&ranges),
+        });
+    }
+    let best = at_rate
+        .iter()
+        .filter_map(|r| {
+            let rank = FORMATS.iter().position(|&f| f == r.sample_format())?;
+            Some((r, rank))
+        })
+        .min_by_key(|&(r, rank)| (r.channels(), rank));
+    let Some((range, _)) = best else {
+        let mut offered: Vec<String> = at_rate
+            .iter()
+            .map(|r| r.sample_format().to_string())
+            .collect();
+        offered.dedup();
+        return Err(AudioError::DeviceSampleFormat {
+            direction: direction.name(),
+            device: id.to_owned(),
+            offered: offered.join(", "),
+        });
+    };
+    let buffer_size = match *range.buffer_size() {
+        SupportedBufferSize::Range { min, max }
+            if (min..=max).contains(&PREFERRED_BUFFER_FRAMES) =>
+        {
+            BufferSize::Fixed(PREFERRED_BUFFER_FRAMES)
+        }
+        _ => BufferSize::Default,
+    };
+    Ok(Choice {
+        channels: usize::from(range.channels()),
+        format: range.sample_format(),
+        buffer_size,
+    })
+}
+
+fn describe_rates(ranges: &[SupportedStreamConfigRange]) -> String {
+    let mut rates: Vec<(u32, u32)> = ranges
+        .iter()
+        .map(|r| (r.min_sample_rate(), r.max_sample_rate()))
+        .collect();
+    rates.sort_unstable();
+    rates.dedup();
+    if rates.is_empty() {
+        return "no configuration at all".to_owned();
+    }
+    rates
+        .iter()
+        .map(|&(min, max)| {
+            if min == max {
+                format!("{min} Hz")
+            } else {
+                format!("{min}-{max} Hz")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Opens with the preferred buffer size, and with the backend's default if that is refused.
+fn open_with_fallback<T>(
+    id: &str,
+    preferred: BufferSize,
+    mut open: impl FnMut(BufferSize) -> Result<(cpal::Stream, T), cpal::Error>,
+) -> Result<(cpal::Stream, T), AudioError> {
+    match open(preferred) {
+        Ok(opened) => Ok(opened),
+        Err(err) if preferred != BufferSize::Default => {
+            tracing::debug!(device = id, %err, "fixed buffer size refused; using the default");
+            open(BufferSize::Default).map_err(AudioError::backend("open the device"))
+        }
+        Err(err) => Err(AudioError::Backend {
+            op: "open the device",
+            source: err,
+        }),
+    }
+}
+
+fn report_stream_error(direction: Direction) -> impl FnMut(cpal::Error) + Send + 'static {
+    // The error callback is not the real-time data callback; it runs rarely (device lost,
+    // server gone), so logging here is fine.
+    move |err| tracing::warn!(direction = direction.name(), %err, "audio stream error")
+}
+
+fn build_input(
+    device: &cpal::Device,
+    config: StreamConfig,
+    format: SampleFormat,
+    writer: CaptureWriter,
+) -> Result<cpal::Stream, cpal::Error> {
+    fn build<T>(
+        device: &cpal::Device,
+        config: StreamConfig,
+        mut writer: CaptureWriter,
+    ) -> Result<cpal::Stream, cpal::Error>
+    where
+        T: SizedSample,
+        f32: FromSample<T>,
+    {
+        device.build_input_stream(
+            config,
+            move |data: &[T], _: &cpal::InputCallbackInfo| writer.write(data),
+            report_stream_error(Direction::Input),
+            Some(BUILD_TIMEOUT),
+        )
+    }
+    match format {
+        SampleFormat::I16 => build::<i16>(device, config, writer),
+        SampleFormat::I32 => build::<i32>(device, config, writer),
+        // choose_config only picks FORMATS.
+        _ => build::<f32>(device, config, writer),
+    }
+}
+
+fn build_output(
+    device: &cpal::Device,
+    config: StreamConfig,
+    format: SampleFormat,
+    reader: PlaybackReader,
+) -> Result<cpal::Stream, cpal::Error> {
+    fn build<T>(
+        device: &cpal::Device,
+        config: StreamConfig,
+        mut reader: PlaybackReader,
+    ) -> Result<cpal::Stream, cpal::Error>
+    where
+        T: SizedSample + FromSample<f32>,
+    {
+        device.build_output_stream(
+            config,
+            move |data: &mut [T], _: &cpal::OutputCallbackInfo| reader.read(data),
+            report_stream_error(Direction::Output),
+            Some(BUILD_TIMEOUT),
+        )
+    }
+    match format {
+        SampleFormat::I16 => build::<i16>(device, config, reader),
+        SampleFormat::I32 => build::<i32>(device, config, reader),
+        // choose_config only picks FORMATS.
+        _ => build::<f32>(device, config, reader),
+    }
+}
+
+/// Averages interleaved channels into mono, carrying a partial frame across callbacks (a
+/// backend may split a buffer mid-frame).
+#[derive(Debug)]
+struct Downmix {
+    channels: usize,
+    sum: f32,
+    count: usize,
+}
+
+impl Downmix {
+    fn new(channels: usize) -> Self {
+        Self {
+            channels: channels.max(1),
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// The next complete mono sample, or `None` when `samples` ran out mid-frame.
+    fn next(&mut self, samples: &mut impl Iterator<Item = f32>) -> Option<f32> {
+        for sample in samples {
+            self.sum += sample;
+            self.count += 1;
+            if self.count == self.channels {
+                let mono = self.sum / self.channels as f32;
+                self.sum = 0.0;
+                self.count = 0;
+                return Some(mono);
+            }
+        }
+        None
+    }
+}
+
+/// The capture side of a ring, owned by the input callback.
+struct CaptureWriter {
+    producer: Producer<f32>,
+    downmix: Downmix,
+    overruns: Arc<AtomicU64>,
+}
+
+impl CaptureWriter {
+    /// Runs in the device callback: no allocation, lock, logging or panic.
+    fn write<T>(&mut self, data: &[T])
+    where
+        T: Sample,
+        f32: FromSample<T>,
+    {
+        let complete_frames = (self.downmix.count + data.len()) / self.downmix.channels;
+        let room = self.producer.slots().min(complete_frames);
+        let mut samples = data.iter().map(|&s| f32::from_sample(s));
+        let downmix = &mut self.downmix;
+        let mut frames = std::iter::from_fn(|| downmix.next(&mut samples));
+        if let Ok(chunk) = self.producer.write_chunk_uninit(room) {
+            chunk.fill_from_iter(&mut frames);
+        }
+        // Run the downmix to the end of the buffer either way, so a frame split across
+        // callbacks stays aligned; any complete frames left over find the ring full.
+        if frames.count() > 0 {
+            self.overruns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The playback side of a ring, owned by the output callback.
+struct PlaybackReader {
+    consumer: Consumer<f32>,
+    channels: usize,
+    underruns: Arc<AtomicU64>,
+}
+
+impl PlaybackReader {
+    /// Runs in the device callback: no allocation, lock, logging or panic.
+    fn read<T>(&mut self, data: &mut [T])
+    where
+        T: Sample + FromSample<f32>,
+    {
+        let channels = self.channels.max(1);
+        let frames = data.len() / channels;
+        let available = self.consumer.slots().min(frames);
+        let mut filled = 0;
+        if let Ok(chunk) = self.consumer.read_chunk(available) {
+            let (first, second) = chunk.as_slices();
+            for (frame, &sample) in data
+                .chunks_exact_mut(channels)
+                .zip(first.iter().chain(second))
+            {
+                let clean = if sample.is_nan() {
+                    0.0
+                } else {
+                    sample.clamp(-1.0, 1.0)
+                };
+                frame.fill(T::from_sample(clean));
+                filled += 1;
+            }
+            chunk.commit_all();
+        }
+        // cpal pre-fills with silence, but say it here too: short means silence, never stale.
+        for sample in data.iter_mut().skip(filled * channels) {
+            *sample = T::EQUILIBRIUM;
+        }
+        if filled < frames {
+            self.underruns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture_writer(channels: usize, capacity: usize) -> (CaptureWriter, Consumer<f32>) {
+        let (producer, consumer) = RingBuffer::new(capacity);
+        let writer = CaptureWriter {
+            producer,
+            downmix: Downmix::new(channels),
+            overruns: Arc::new(AtomicU64::new(0)),
+        };
+        (writer, consumer)
+    }
+
+    fn drain(consumer: &mut Consumer<f32>) -> Vec<f32> {
+        std::iter::from_fn(|| consumer.pop().ok()).collect()
+    }
+
+    #[test]
+    fn capture_averages_channels_across_split_buffers() {
+        let (mut writer, mut ring) = capture_writer(2, 8);
+        // A frame split between two callbacks stays one frame.
+        writer.write(&[1.0f32, 0.0, 0.5]);
+        writer.write(&[0.5f32, -1.0, -1.0]);
+        assert_eq!(drain(&mut ring), [0.5, 0.5, -1.0]);
+        assert_eq!(writer.overruns.load(Ordering::Relaxed), 0);
+
+        // Integer devices are scaled to [-1, 1].
+        let (mut writer, mut ring) = capture_writer(1, 8);
+        writer.write(&[i16::MIN, 0, 16_384]);
+        assert_eq!(drain(&mut ring), [-1.0, 0.0, 0.5]);
+    }
+
+    #[test]
+    fn capture_drops_and_counts_what_a_full_ring_cannot_take() {
+        let (mut writer, mut ring) = capture_writer(1, 4);
+        writer.write(&[0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6]);
+        assert_eq!(writer.overruns.load(Ordering::Relaxed), 1);
+        assert_eq!(drain(&mut ring), [0.1, 0.2, 0.3, 0.4]);
+        writer.write(&[0.7f32, 0.8]);
+        assert_eq!(drain(&mut ring), [0.7, 0.8]);
+        assert_eq!(writer.overruns.load(Ordering::Relaxed), 1);
+
+        // Stereo: a frame split across a full ring stays aligned afterwards.
+        let (mut writer, mut ring) = capture_writer(2, 1);
+        writer.write(&[0.2f32, 0.4, 1.0, 1.0, 0.6]);
+        assert_eq!(writer.overruns.load(Ordering::Relaxed), 1);
+        assert_eq!(drain(&mut ring), [0.3]);
+        writer.write(&[0.8f32]);
+        assert!((drain(&mut ring)[0] - 0.7).abs() < 1e-6);
+    }
+
+    #[test]
+    fn playback_upmixes_and_plays_silence_when_the_ring_runs_dry() {
+        let (mut producer, consumer) = RingBuffer::new(8);
+        let mut reader = PlaybackReader {
+            consumer,
+            channels: 2,
+            underruns: Arc::new(AtomicU64::new(0)),
+        };
+        producer.push(0.25).unwrap();
+        producer.push(0.5).unwrap();
+        let mut out = [9.0f32; 6];
+        reader.read(&mut out);
+        assert_eq!(out, [0.25, 0.25, 0.5, 0.5, 0.0, 0.0]);
+        assert_eq!(reader.underruns.load(Ordering::Relaxed), 1);
+
+        // Enough audio: no underrun; out-of-range and NaN samples are made safe.
+        for x in [2.0, f32::NAN, -3.0] {
+            producer.push(x).unwrap();
+        }
+        let mut out = [9i16; 6];
+        reader.read(&mut out);
+        assert_eq!(out, [i16::MAX, i16::MAX, 0, 0, i16::MIN, i16::MIN]);
+        assert_eq!(reader.underruns.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,38 @@
+//! Confab's audio engine: Opus at 48 kHz mono in 20 ms frames (with in-band FEC and DTX), a
+//! [`StreamDecoder`] that turns received RTP payloads into continuous PCM whose length follows the
+//! RTP clock, WAV files in and out, and the system's microphones and speakers through cpal.
+//!
+//! Contract: all PCM is `f32` in `[-1, 1]` at [`SAMPLE_RATE`], mono. Nothing here panics on what
+//! comes from a network, a file or a device (corrupt packets, odd WAV files, wild timestamps):
+//! that is an [`AudioError`], or for a received stream a concealed frame that is counted. Device
+//! audio crosses threads only through lock-free `rtrb` rings, and the device data callbacks
+//! never allocate, lock, log or panic: they convert into the ring, count over/underruns in
+//! atomics, and return. Everything else (codec, stream decoding, WAV) is plain synchronous code
+//! with no threads of its own.
+
+mod codec;
+mod device;
+mod error;
+mod stream;
+mod wav;
+
+pub use codec::{Decoder, Encoded, Encoder, EncoderConfig, packet_has_fec};
+pub use device::{
+    Capture, DeviceInfo, Playback, input_device_infos, input_devices, output_device_infos,
+    output_devices,
+};
+pub use error::AudioError;
+pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
+pub use wav::{WavWriter, read_wav};
+
+/// The one sample rate of Confab's audio path (Opus, devices, files).
+pub const SAMPLE_RATE: u32 = 48_000;
+
+/// Samples in one 20 ms mono frame at [`SAMPLE_RATE`]: the unit of encoding and concealment.
+pub const FRAME_SAMPLES: usize = 960;
+
+/// The largest Opus frame in bytes: an encode buffer of this size always suffices.
+pub const MAX_PACKET_BYTES: usize = 1275;
+
+/// Samples in the longest Opus packet (120 ms): a decode buffer of this size always suffices.
+pub const MAX_PACKET_SAMPLES: usize = FRAME_SAMPLES * 6;

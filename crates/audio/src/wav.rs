@@ -1,0 +1,353 @@
+//! WAV files in (any common PCM layout at 48 kHz, downmixed to mono) and out (48 kHz mono 16-bit).
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use hound::{SampleFormat, WavSpec};
+
+use crate::{AudioError, SAMPLE_RATE};
+
+/// Reads a WAV file (8/16/24/32-bit integer or 32-bit float PCM; mono or multichannel, averaged
+/// to mono) as `f32` in `[-1, 1]`.
+///
+/// A sample rate other than 48 kHz is an error naming the rate and how to convert the file
+/// (`sox in.wav -r 48000 -c 1 out.wav`). So is a truncated or malformed file.
+pub fn read_wav(path: &Path) -> Result<Vec<f32>, AudioError> {
+    let wav_error = |source| AudioError::Wav {
+        path: path.to_owned(),
+        source,
+    };
+    let mut reader = hound::WavReader::open(path).map_err(wav_error)?;
+    let spec = reader.spec();
+    if spec.sample_rate != SAMPLE_RATE {
+        return Err(AudioError::WavSampleRate {
+            path: path.to_owned(),
+            rate: spec.sample_rate,
+        });
+    }
+    // hound refuses a file with zero channels; keep the division safe regardless.
+    let channels = usize::from(spec.channels).max(1);
+    // Reserve what the header claims only as far as the file is long: a lying header must
+    // not reserve gigabytes.
+    let claimed = u64::from(reader.duration());
+    let bytes_per_frame = channels as u64 * u64::from(spec.bits_per_sample / 8).max(1);
+    let present = std::fs::metadata(path).map_or(0, |m| m.len()) / bytes_per_frame;
+    let mut mono = Vec::with_capacity(usize::try_from(claimed.min(present)).unwrap_or(0));
+    match (spec.sample_format, spec.bits_per_sample) {
+        (SampleFormat::Float, 32) => {
+            let samples = reader.samples::<f32>().map(|s| s.map(sanitize));
+            downmix(samples, channels, &mut mono).map_err(wav_error)?;
+        }
+        (SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
+            let samples = reader
+                .samples::<i32>()
+                .map(|s| s.map(|v| (f64::from(v) * scale) as f32));
+            downmix(samples, channels, &mut mono).map_err(wav_error)?;
+        }
+        (format, bits) => {
+            let kind = match format {
+                SampleFormat::Float => "float",
+                SampleFormat::Int => "integer",
+            };
+            return Err(AudioError::WavFormat {
+                path: path.to_owned(),
+                detail: format!("{bits}-bit {kind}"),
+            });
+        }
+    }
+    Ok(mono)
+}
+
+/// Averages each frame of `channels` interleaved samples into one.
+fn downmix(
+    samples: impl Iterator<Item = hound::Result<f32>>,
+    channels: usize,
+    out: &mut Vec<f32>,
+) -> hound::Result<()> {
+    let mut sum = 0.0f32;
+    let mut count = 0;
+    for sample in samples {
+        sum += sample?;
+        count += 1;
+        if count == channels {
+            out.push((sum / channels as f32).clamp(-1.0, 1.0));
+            sum = 0.0;
+            count = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Float WAV files may hold anything; keep NaN and infinities out of the audio path.
+fn sanitize(x: f32) -> f32 {
+    if x.is_nan() { 0.0 } else { x.clamp(-1.0, 1.0) }
+}
+
+/// Writes 48 kHz mono 16-bit WAV files.
+pub struct WavWriter {
+    inner: hound::WavWriter<BufWriter<File>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for WavWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WavWriter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WavWriter {
+    /// Creates (or truncates) the file at `path`.
+    pub fn create(path: &Path) -> Result<Self, AudioError> {
+        let spec = WavSpec {
+            channels: 1,
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: SampleFormat::Int,
+        };
+        let inner = hound::WavWriter::create(path, spec).map_err(|source| AudioError::Wav {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            inner,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Appends samples, clipped to `[-1, 1]` (NaN is written as silence).
+    pub fn write(&mut self, pcm: &[f32]) -> Result<(), AudioError> {
+        for &x in pcm {
+            // The inverse of reading (v / 32768), saturating at +1.0.
+            let scaled = (sanitize(x) * 32_768.0).round();
+            let value = scaled.clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16;
+            self.inner
+                .write_sample(value)
+                .map_err(|source| AudioError::Wav {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Writes the final header and flushes. Dropping the writer without `finish` also tries
+    /// to, but cannot report failure.
+    pub fn finish(self) -> Result<(), AudioError> {
+        let path = self.path;
+        self.inner
+            .finalize()
+            .map_err(|source| AudioError::Wav { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::tests::SplitMix;
+    use std::f32::consts::TAU;
+
+    fn tone(len: usize, freq: f32, amplitude: f32) -> Vec<f32> {
+        (0..len)
+            .map(|i| amplitude * (TAU * freq * i as f32 / SAMPLE_RATE as f32).sin())
+            .collect()
+    }
+
+    fn write_with_hound(path: &Path, spec: WavSpec, samples: &[f32]) {
+        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+        for &s in samples {
+            match (spec.sample_format, spec.bits_per_sample) {
+                (SampleFormat::Float, _) => writer.write_sample(s).unwrap(),
+                (SampleFormat::Int, 16) => writer.write_sample((s * 32767.0) as i16).unwrap(),
+                (SampleFormat::Int, 24) => writer.write_sample((s * 8_388_607.0) as i32).unwrap(),
+                (SampleFormat::Int, 32) => {
+                    writer.write_sample((s * 2_147_483_647.0) as i32).unwrap()
+                }
+                other => panic!("test writes no {other:?}"),
+            }
+        }
+        writer.finalize().unwrap();
+    }
+
+    fn spec(channels: u16, rate: u32, bits: u16, format: SampleFormat) -> WavSpec {
+        WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: format,
+        }
+    }
+
+    #[test]
+    fn writer_then_reader_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tone.wav");
+        let original = tone(SAMPLE_RATE as usize / 2, 440.0, 0.8);
+        let mut writer = WavWriter::create(&path).unwrap();
+        writer.write(&original[..1000]).unwrap();
+        writer.write(&original[1000..]).unwrap();
+        writer.finish().unwrap();
+
+        let read = read_wav(&path).unwrap();
+        assert_eq!(read.len(), original.len());
+        let worst = original
+            .iter()
+            .zip(&read)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 0.5 / 32768.0 + 1e-7, "16-bit error {worst}");
+
+        // Out-of-range and NaN samples are clipped / silenced, not wrapped.
+        let mut writer = WavWriter::create(&path).unwrap();
+        writer
+            .write(&[2.0, -3.0, f32::NAN, f32::NEG_INFINITY])
+            .unwrap();
+        writer.finish().unwrap();
+        let read = read_wav(&path).unwrap();
+        assert_eq!(read.len(), 4);
+        assert!((read[0] - 1.0).abs() < 1e-4 && (read[1] + 1.0).abs() < 1e-4);
+        assert_eq!(read[2], 0.0);
+        assert!((read[3] + 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn every_supported_layout_reads_and_stereo_is_averaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let left = tone(4800, 440.0, 0.6);
+        let right = tone(4800, 1000.0, 0.2);
+        let interleaved: Vec<f32> = left
+            .iter()
+            .zip(&right)
+            .flat_map(|(&l, &r)| [l, r])
+            .collect();
+        for (bits, format, tolerance) in [
+            (16, SampleFormat::Int, 1e-4),
+            (24, SampleFormat::Int, 1e-6),
+            (32, SampleFormat::Int, 1e-6),
+            (32, SampleFormat::Float, 1e-7),
+        ] {
+            let path = dir.path().join(format!("stereo-{bits}-{format:?}.wav"));
+            write_with_hound(&path, spec(2, SAMPLE_RATE, bits, format), &interleaved);
+            let mono = read_wav(&path).unwrap();
+            assert_eq!(mono.len(), left.len(), "{bits}-bit {format:?}");
+            for (i, (&m, (&l, &r))) in mono.iter().zip(left.iter().zip(&right)).enumerate() {
+                assert!(
+                    (m - (l + r) / 2.0).abs() <= tolerance,
+                    "{bits}-bit {format:?} sample {i}: {m} vs {}",
+                    (l + r) / 2.0
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_sample_rates_are_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("low.wav");
+        write_with_hound(
+            &path,
+            spec(1, 22_050, 16, SampleFormat::Int),
+            &tone(2205, 440.0, 0.5),
+        );
+        let err = read_wav(&path).unwrap_err();
+        assert!(
+            matches!(err, AudioError::WavSampleRate { rate: 22_050, .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("22050 Hz"), "{message}");
+        assert!(
+            message.contains("sox in.wav -r 48000 -c 1 out.wav"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn missing_truncated_and_garbage_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = read_wav(&dir.path().join("nope.wav")).unwrap_err();
+        assert!(matches!(missing, AudioError::Wav { .. }), "{missing:?}");
+
+        let good = dir.path().join("good.wav");
+        write_with_hound(
+            &good,
+            spec(2, SAMPLE_RATE, 16, SampleFormat::Int),
+            &tone(400, 440.0, 0.5),
+        );
+        let bytes = std::fs::read(&good).unwrap();
+        assert_eq!(read_wav(&good).unwrap().len(), 200);
+
+        let path = dir.path().join("bad.wav");
+        // Every truncation of the file: the header promises more data than there is.
+        for len in 0..bytes.len() {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            assert!(read_wav(&path).is_err(), "truncated to {len} bytes");
+        }
+        // Random garbage, and the real file with random header bytes flipped: Ok or Err, no
+        // panic, and never an absurd amount of audio.
+        let mut rng = SplitMix(1234);
+        for i in 0..1000 {
+            let data = if i % 2 == 0 {
+                let len = (rng.next_u64() % 200) as usize;
+                rng.bytes(len)
+            } else {
+                let mut data = bytes[..200].to_vec();
+                for _ in 0..1 + rng.next_u64() % 4 {
+                    let at = (rng.next_u64() % 60) as usize;
+                    data[at] = rng.next_u64() as u8;
+                }
+                data
+            };
+            std::fs::write(&path, &data).unwrap();
+            if let Ok(samples) = read_wav(&path) {
+                assert!(samples.len() <= data.len(), "case {i}");
+                assert!(samples.iter().all(|s| (-1.0..=1.0).contains(s)), "case {i}");
+            }
+        }
+        // A header whose data chunk claims 4 GiB but holds 100 bytes.
+        assert_eq!(&bytes[36..40], b"data");
+        let mut lying = bytes[..144].to_vec();
+        lying[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &lying).unwrap();
+        assert!(read_wav(&path).is_err());
+    }
+
+    #[test]
+    fn unsupported_layouts_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eight.wav");
+        // hound writes 8-bit integer fine; Confab reads it too.
+        let mut writer =
+            hound::WavWriter::create(&path, spec(1, SAMPLE_RATE, 8, SampleFormat::Int)).unwrap();
+        for v in [-128i8, 0, 127] {
+            writer.write_sample(v).unwrap();
+        }
+        writer.finalize().unwrap();
+        let read = read_wav(&path).unwrap();
+        assert_eq!(read.len(), 3);
+        assert!((read[0] + 1.0).abs() < 1e-6 && read[1] == 0.0 && read[2] > 0.99);
+
+        // 20 valid bits in 24-bit containers (WAVEFORMATEXTENSIBLE) is legal WAV that Confab
+        // does not read: the error names the layout.
+        let path = dir.path().join("twenty.wav");
+        write_with_hound(
+            &path,
+            spec(2, SAMPLE_RATE, 24, SampleFormat::Int),
+            &[0.1, 0.2],
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            &bytes[20..22],
+            &0xfffeu16.to_le_bytes(),
+            "hound wrote WAVEFORMATEXTENSIBLE"
+        );
+        bytes[38..40].copy_from_slice(&20u16.to_le_bytes()); // wValidBitsPerSample
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_wav(&path).unwrap_err();
+        assert!(matches!(err, AudioError::WavFormat { .. }), "{err:?}");
+        assert!(err.to_string().contains("20-bit integer"), "{err}");
+    }
+}

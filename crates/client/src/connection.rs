@@ -1,0 +1,638 @@
+//! The connection task and its handle.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use confab_audio::{
+    Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES, PushOutcome, StreamDecoder,
+};
+use confab_proto::{
+    ClientMsg, EndReason, ErrorCode, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Role,
+    ServerMsg, SpaceId, SpaceInfo, SpaceSummary, decode_server, encode,
+};
+use confab_rtc::{LocalAudio, PeerSession, RemoteAudio, RtcConfig, RtpPacket, SessionEvent};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Where and who to connect as.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server's base URL, e.g. `http://127.0.0.1:7373`.
+    pub server: String,
+    /// The display name others see.
+    pub name: String,
+    /// Local WebRTC settings.
+    pub rtc: RtcConfig,
+    /// Opus settings for the microphone.
+    pub encoder: EncoderConfig,
+}
+
+impl ClientConfig {
+    /// Defaults for `server` and `name`: media bound to loopback for a loopback server, to
+    /// every interface otherwise.
+    pub fn new(server: impl Into<String>, name: impl Into<String>) -> Self {
+        let server = server.into();
+        let loopback = ["http://127.", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| server.starts_with(p));
+        let mut rtc = RtcConfig::default();
+        if !loopback {
+            rtc.bind_ip = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        }
+        ClientConfig {
+            server,
+            name: name.into(),
+            rtc,
+            encoder: EncoderConfig::default(),
+        }
+    }
+}
+
+/// What can go wrong for a client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("server URL {0:?} is not http://HOST:PORT")]
+    BadUrl(String),
+    #[error("could not reach the server: {0}")]
+    Connect(String),
+    #[error("the server refused: {message} ({code:?})")]
+    Server { code: ErrorCode, message: String },
+    #[error("the server sent something unexpected: {0}")]
+    Protocol(String),
+    #[error("the connection is closed")]
+    Closed,
+    #[error("media: {0}")]
+    Media(String),
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+/// The reply to create, join or resume.
+#[derive(Clone, Debug)]
+pub struct Joined {
+    pub space: SpaceInfo,
+    pub role: Role,
+    /// For a host: the secret to resume the space after a lost connection.
+    pub host_token: Option<String>,
+}
+
+/// Something the UI should know.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Media is connected: audio can flow both ways.
+    MediaConnected,
+    ParticipantJoined(ParticipantInfo),
+    ParticipantLeft(ParticipantId),
+    /// Receive slot `slot` now carries `speaker`.
+    Slot {
+        slot: usize,
+        speaker: Option<ParticipantId>,
+    },
+    /// The space ended.
+    Ended {
+        space: SpaceId,
+        reason: EndReason,
+    },
+    /// An error the server sent that answered no request of ours.
+    ServerError {
+        code: ErrorCode,
+        message: String,
+    },
+    /// The connection to the server is gone.
+    Disconnected {
+        reason: String,
+    },
+}
+
+/// One decoded piece of a speaker's audio, 48 kHz mono.
+#[derive(Clone, Debug)]
+pub struct AudioFrame {
+    /// The receive slot it came on (see [`Event::Slot`] for who that is).
+    pub slot: usize,
+    /// The RTP timestamp of the packet that produced the *last* frame in `samples`.
+    pub timestamp: u32,
+    /// Usually one 20 ms frame; more when a loss or a DTX pause was filled in before it.
+    pub samples: Vec<f32>,
+    /// When the packet was decoded.
+    pub decoded_at: Instant,
+}
+
+/// The two streams a connection produces.
+pub struct Streams {
+    pub events: mpsc::Receiver<Event>,
+    pub audio: mpsc::Receiver<AudioFrame>,
+}
+
+/// Sends microphone audio: 20 ms frames of 48 kHz mono.
+#[derive(Clone)]
+pub struct Mic {
+    tx: mpsc::Sender<Vec<f32>>,
+    base_timestamp: u32,
+}
+
+impl Mic {
+    /// Queues one frame of exactly [`FRAME_SAMPLES`] samples for encoding. Frames are stamped in
+    /// order: the n-th frame sent has RTP timestamp `base_timestamp() + n * 960`.
+    pub async fn send(&self, frame: Vec<f32>) -> Result<(), ClientError> {
+        if frame.len() != FRAME_SAMPLES {
+            return Err(ClientError::Media(format!(
+                "a microphone frame is {FRAME_SAMPLES} samples, got {}",
+                frame.len()
+            )));
+        }
+        self.tx.send(frame).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// The RTP timestamp of the first frame.
+    pub fn base_timestamp(&self) -> u32 {
+        self.base_timestamp
+    }
+}
+
+enum Cmd {
+    Create(String, oneshot::Sender<Result<Joined, ClientError>>),
+    Join(SpaceId, oneshot::Sender<Result<Joined, ClientError>>),
+    Resume(
+        SpaceId,
+        String,
+        oneshot::Sender<Result<Joined, ClientError>>,
+    ),
+    End(oneshot::Sender<Result<(), ClientError>>),
+    Leave(oneshot::Sender<Result<(), ClientError>>),
+    Mic(oneshot::Sender<Result<Mic, ClientError>>),
+    Close,
+}
+
+/// A handle on one connection to a server. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    cmd: mpsc::Sender<Cmd>,
+    you: ParticipantId,
+}
+
+fn ws_url(server: &str) -> Result<String, ClientError> {
+    let rest = server
+        .strip_prefix("http://")
+        .map(|r| format!("ws://{}", r.trim_end_matches('/')))
+        .or_else(|| {
+            server
+                .strip_prefix("https://")
+                .map(|r| format!("wss://{}", r.trim_end_matches('/')))
+        })
+        .ok_or_else(|| ClientError::BadUrl(server.to_owned()))?;
+    Ok(format!("{rest}/ws"))
+}
+
+/// Lists the live spaces on `server`.
+pub async fn list_spaces(server: &str) -> Result<Vec<SpaceSummary>, ClientError> {
+    let url = format!("{}/api/spaces", server.trim_end_matches('/'));
+    let resp = reqwest::get(&url)
+        .await
+        .map_err(|e| ClientError::Connect(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(ClientError::Protocol(format!(
+            "GET {url}: {}",
+            resp.status()
+        )));
+    }
+    resp.json()
+        .await
+        .map_err(|e| ClientError::Protocol(format!("GET {url}: {e}")))
+}
+
+impl Client {
+    /// Connects, says hello, and starts the connection task.
+    pub async fn connect(config: ClientConfig) -> Result<(Client, Streams), ClientError> {
+        let url = ws_url(&config.server)?;
+        let (mut ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("the server to accept the connection"))?
+        .map_err(|e| ClientError::Connect(format!("{url}: {e}")))?;
+        let hello = ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            name: config.name.clone(),
+        };
+        ws.send(Message::Text(encode(&hello).into()))
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let you = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .map_err(|_| ClientError::Timeout("the server's welcome"))?;
+            match frame {
+                Some(Ok(Message::Text(t))) => match decode_server(t.as_str()) {
+                    Ok(ServerMsg::Welcome { you, .. }) => break you,
+                    Ok(ServerMsg::Error { code, message }) => {
+                        return Err(ClientError::Server { code, message });
+                    }
+                    Ok(other) => {
+                        return Err(ClientError::Protocol(format!("{other:?} before welcome")));
+                    }
+                    Err(e) => return Err(ClientError::Protocol(e.to_string())),
+                },
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+                None => return Err(ClientError::Closed),
+            }
+        };
+        let (cmd_tx, cmd_rx) = mpsc::channel(32);
+        let (events_tx, events_rx) = mpsc::channel(256);
+        let (audio_tx, audio_rx) = mpsc::channel(512);
+        let task = Task {
+            config,
+            ws,
+            events: events_tx,
+            audio: audio_tx,
+            pending: VecDeque::new(),
+            session: None,
+            mic_track: None,
+            mic: None,
+            mic_waiters: Vec::new(),
+            connected: false,
+            decoders: Vec::new(),
+        };
+        tokio::spawn(task.run(cmd_rx));
+        Ok((
+            Client { cmd: cmd_tx, you },
+            Streams {
+                events: events_rx,
+                audio: audio_rx,
+            },
+        ))
+    }
+
+    /// This connection's participant id.
+    pub fn id(&self) -> ParticipantId {
+        self.you
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Cmd,
+    ) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)?
+    }
+
+    /// Opens a space with us as its host; media starts negotiating at once.
+    pub async fn create(&self, title: &str) -> Result<Joined, ClientError> {
+        self.ask(|tx| Cmd::Create(title.to_owned(), tx)).await
+    }
+
+    /// Joins a live space as a listener.
+    pub async fn join(&self, space: &SpaceId) -> Result<Joined, ClientError> {
+        self.ask(|tx| Cmd::Join(space.clone(), tx)).await
+    }
+
+    /// Takes the host's seat again with the token from [`Joined::host_token`].
+    pub async fn resume(&self, space: &SpaceId, host_token: &str) -> Result<Joined, ClientError> {
+        self.ask(|tx| Cmd::Resume(space.clone(), host_token.to_owned(), tx))
+            .await
+    }
+
+    /// Ends the space (host only); returns once the server confirms.
+    pub async fn end(&self) -> Result<(), ClientError> {
+        self.ask(Cmd::End).await
+    }
+
+    /// Leaves the space.
+    pub async fn leave(&self) -> Result<(), ClientError> {
+        self.ask(Cmd::Leave).await
+    }
+
+    /// The microphone input, once media is connected (waits for it).
+    pub async fn mic(&self) -> Result<Mic, ClientError> {
+        self.ask(Cmd::Mic).await
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let _ = self.cmd.send(Cmd::Close).await;
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Pending {
+    Joined(oneshot::Sender<Result<Joined, ClientError>>),
+    End(oneshot::Sender<Result<(), ClientError>>),
+}
+
+struct Task {
+    config: ClientConfig,
+    ws: Ws,
+    events: mpsc::Sender<Event>,
+    audio: mpsc::Sender<AudioFrame>,
+    pending: VecDeque<Pending>,
+    session: Option<PeerSession>,
+    mic_track: Option<LocalAudio>,
+    mic: Option<Mic>,
+    mic_waiters: Vec<oneshot::Sender<Result<Mic, ClientError>>>,
+    connected: bool,
+    decoders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn next_event(session: &mut Option<PeerSession>) -> Option<SessionEvent> {
+    match session {
+        Some(s) => s.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Task {
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
+        let reason = loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    None | Some(Cmd::Close) => break "closed by the application".to_owned(),
+                    Some(cmd) => if let Err(e) = self.command(cmd).await { break e.to_string() },
+                },
+                frame = self.ws.next() => match frame {
+                    None => break "the server closed the connection".to_owned(),
+                    Some(Err(e)) => break format!("signaling failed: {e}"),
+                    Some(Ok(Message::Text(t))) => match decode_server(t.as_str()) {
+                        Ok(msg) => self.server_msg(msg).await,
+                        Err(e) => tracing::warn!(error = %e, "ignoring a frame from the server"),
+                    },
+                    Some(Ok(Message::Close(_))) => break "the server closed the connection".to_owned(),
+                    Some(Ok(_)) => {}
+                },
+                Some(event) = next_event(&mut self.session) => self.media_event(event),
+            }
+        };
+        let _ = self.ws.close(None).await;
+        self.stop_media().await;
+        for p in self.pending.drain(..) {
+            match p {
+                Pending::Joined(tx) => drop(tx.send(Err(ClientError::Closed))),
+                Pending::End(tx) => drop(tx.send(Err(ClientError::Closed))),
+            }
+        }
+        let _ = self.events.send(Event::Disconnected { reason }).await;
+    }
+
+    async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        self.ws
+            .send(Message::Text(encode(msg).into()))
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))
+    }
+
+    async fn command(&mut self, cmd: Cmd) -> Result<(), ClientError> {
+        match cmd {
+            Cmd::Create(title, tx) => {
+                self.send(&ClientMsg::Create { title }).await?;
+                self.pending.push_back(Pending::Joined(tx));
+            }
+            Cmd::Join(space, tx) => {
+                self.send(&ClientMsg::Join { space }).await?;
+                self.pending.push_back(Pending::Joined(tx));
+            }
+            Cmd::Resume(space, host_token, tx) => {
+                self.send(&ClientMsg::Resume { space, host_token }).await?;
+                self.pending.push_back(Pending::Joined(tx));
+            }
+            Cmd::End(tx) => {
+                self.send(&ClientMsg::End).await?;
+                self.pending.push_back(Pending::End(tx));
+            }
+            Cmd::Leave(tx) => {
+                self.send(&ClientMsg::Leave).await?;
+                self.stop_media().await;
+                let _ = tx.send(Ok(()));
+            }
+            Cmd::Mic(tx) => match &self.mic {
+                Some(mic) if self.connected => drop(tx.send(Ok(mic.clone()))),
+                _ => self.mic_waiters.push(tx),
+            },
+            Cmd::Close => {}
+        }
+        Ok(())
+    }
+
+    async fn server_msg(&mut self, msg: ServerMsg) {
+        match msg {
+            ServerMsg::Joined {
+                space,
+                role,
+                host_token,
+            } => {
+                let joined = Joined {
+                    space,
+                    role,
+                    host_token,
+                };
+                if let Some(Pending::Joined(tx)) = self.pending.front() {
+                    let _ = tx;
+                    if let Some(Pending::Joined(tx)) = self.pending.pop_front() {
+                        let _ = tx.send(Ok(joined));
+                    }
+                }
+                if let Err(e) = self.start_media().await {
+                    tracing::error!(error = %e, "starting media");
+                    let _ = self
+                        .events
+                        .send(Event::ServerError {
+                            code: ErrorCode::MediaFailed,
+                            message: e.to_string(),
+                        })
+                        .await;
+                }
+            }
+            ServerMsg::Answer { sdp } => {
+                if let Some(session) = &self.session
+                    && let Err(e) = session.accept_answer(sdp).await
+                {
+                    tracing::error!(error = %e, "applying the server's answer");
+                }
+            }
+            ServerMsg::ParticipantJoined { participant } => {
+                self.emit(Event::ParticipantJoined(participant)).await;
+            }
+            ServerMsg::ParticipantLeft { participant } => {
+                self.emit(Event::ParticipantLeft(participant)).await;
+            }
+            ServerMsg::Slot { slot, speaker } => {
+                self.emit(Event::Slot {
+                    slot: slot as usize,
+                    speaker,
+                })
+                .await;
+            }
+            ServerMsg::Ended { space, reason } => {
+                if matches!(self.pending.front(), Some(Pending::End(_)))
+                    && let Some(Pending::End(tx)) = self.pending.pop_front()
+                {
+                    let _ = tx.send(Ok(()));
+                }
+                // Media stays up a moment longer on purpose: packets already in flight still
+                // arrive and decode. The application closes when it has drained them.
+                self.mic = None;
+                self.emit(Event::Ended { space, reason }).await;
+            }
+            ServerMsg::Error { code, message } => match self.pending.pop_front() {
+                Some(Pending::Joined(tx)) => {
+                    drop(tx.send(Err(ClientError::Server { code, message })))
+                }
+                Some(Pending::End(tx)) => drop(tx.send(Err(ClientError::Server { code, message }))),
+                None => self.emit(Event::ServerError { code, message }).await,
+            },
+            ServerMsg::Welcome { .. } => {}
+            _ => {}
+        }
+    }
+
+    async fn emit(&self, event: Event) {
+        let _ = self.events.send(event).await;
+    }
+
+    async fn start_media(&mut self) -> Result<(), ClientError> {
+        self.stop_media().await;
+        let media = |e: confab_rtc::RtcError| ClientError::Media(e.to_string());
+        let mut session = PeerSession::new(&self.config.rtc).await.map_err(media)?;
+        let track = session.add_client_transceivers().await.map_err(media)?;
+        let sdp = session.create_offer().await.map_err(media)?;
+        self.session = Some(session);
+        self.send(&ClientMsg::Offer { sdp }).await?;
+        let (tx, rx) = mpsc::channel::<Vec<f32>>(64);
+        let base_timestamp: u32 = rand_u32();
+        let encoder =
+            Encoder::new(&self.config.encoder).map_err(|e| ClientError::Media(e.to_string()))?;
+        self.decoders.push(tokio::spawn(encode_task(
+            encoder,
+            track.clone(),
+            rx,
+            base_timestamp,
+        )));
+        self.mic_track = Some(track);
+        self.mic = Some(Mic { tx, base_timestamp });
+        Ok(())
+    }
+
+    async fn stop_media(&mut self) {
+        for task in self.decoders.drain(..) {
+            task.abort();
+        }
+        if let Some(session) = self.session.take() {
+            session.close().await;
+        }
+        self.mic = None;
+        self.mic_track = None;
+        self.connected = false;
+    }
+
+    fn media_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Connected => {
+                self.connected = true;
+                if let Some(mic) = &self.mic {
+                    for w in self.mic_waiters.drain(..) {
+                        let _ = w.send(Ok(mic.clone()));
+                    }
+                }
+                let events = self.events.clone();
+                tokio::spawn(async move { events.send(Event::MediaConnected).await });
+            }
+            SessionEvent::RemoteAudio(remote) => {
+                let Some(slot) = remote.slot() else {
+                    tracing::warn!(
+                        track = remote.track_id(),
+                        "ignoring a track that is no receive slot"
+                    );
+                    return;
+                };
+                self.decoders
+                    .push(tokio::spawn(decode_task(slot, remote, self.audio.clone())));
+            }
+            SessionEvent::Closed => {
+                self.connected = false;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(1);
+    h.finish() as u32
+}
+
+/// Encodes microphone frames and sends them as RTP. Timestamps advance 960 per frame whether
+/// or not a packet is sent (DTX), so the receiver can tell a pause from a loss.
+async fn encode_task(
+    mut encoder: Encoder,
+    track: LocalAudio,
+    mut frames: mpsc::Receiver<Vec<f32>>,
+    base_timestamp: u32,
+) {
+    let mut out = vec![0u8; MAX_PACKET_BYTES];
+    let mut timestamp = base_timestamp;
+    let mut sequence = rand_u32() as u16;
+    let mut after_silence = true;
+    while let Some(frame) = frames.recv().await {
+        match encoder.encode(&frame, &mut out) {
+            Ok(Encoded::Packet(len)) => {
+                let packet = RtpPacket {
+                    sequence,
+                    timestamp,
+                    ssrc: 0,
+                    marker: after_silence,
+                    payload: Bytes::copy_from_slice(&out[..len]),
+                };
+                if let Err(e) = track.send(&packet).await {
+                    tracing::debug!(error = %e, "sending audio");
+                }
+                sequence = sequence.wrapping_add(1);
+                after_silence = false;
+            }
+            Ok(Encoded::Dtx) => after_silence = true,
+            Err(e) => tracing::warn!(error = %e, "encoding a frame"),
+        }
+        timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
+    }
+}
+
+/// Decodes one receive slot into [`AudioFrame`]s.
+async fn decode_task(slot: usize, remote: RemoteAudio, audio: mpsc::Sender<AudioFrame>) {
+    let mut decoder = match StreamDecoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "creating a decoder");
+            return;
+        }
+    };
+    let mut out = Vec::with_capacity(FRAME_SAMPLES * 4);
+    while let Some(packet) = remote.recv().await {
+        out.clear();
+        match decoder.push(packet.sequence, packet.timestamp, &packet.payload, &mut out) {
+            Ok(PushOutcome::Decoded { .. }) => {
+                let frame = AudioFrame {
+                    slot,
+                    timestamp: packet.timestamp,
+                    samples: out.clone(),
+                    decoded_at: Instant::now(),
+                };
+                // A consumer that falls behind loses audio rather than stalling the network.
+                if audio.try_send(frame).is_err() {
+                    tracing::debug!(slot, "audio consumer is behind; frame dropped");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, slot, "decoding"),
+        }
+    }
+}

@@ -1,0 +1,708 @@
+//! The room of one space: who is in it, who speaks, when it ends.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use confab_proto::{
+    EndReason, ParticipantId, ParticipantInfo, Role, ServerMsg, SpaceId, SpaceInfo, SpaceState,
+};
+
+use crate::name::clean_name;
+use crate::roster::Roster;
+use crate::{Input, MediaChange, Output, RoomConfig, RoomError};
+
+/// One live space as a state machine: feed it [`Input`]s, drain its [`Output`]s.
+///
+/// Every method that changes the room validates first and mutates after, so a refused input
+/// leaves the room (and its output queue) exactly as it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    id: SpaceId,
+    title: String,
+    host_name: String,
+    config: RoomConfig,
+    roster: Roster,
+    /// `Some` once the room has ended.
+    ended: Option<EndReason>,
+    /// When the empty host seat gives up. Set only while the room is live and the host seat is
+    /// empty; `None` then too if `host_grace` reaches past what an `Instant` can hold.
+    host_deadline: Option<Instant>,
+    outputs: VecDeque<Output>,
+}
+
+impl Room {
+    /// A new live space whose host `host` is connected. `id`, `title` and `host_name` are taken
+    /// as given: checking them is the server's job. The first outputs start the host's media.
+    pub fn new(
+        id: SpaceId,
+        title: String,
+        host: ParticipantId,
+        host_name: String,
+        config: RoomConfig,
+        _now: Instant,
+    ) -> Room {
+        let mut room = Room::empty(id, title, host_name, config);
+        let name = room.host_name.clone();
+        room.seat_host(ParticipantInfo {
+            id: host,
+            name,
+            role: Role::Host,
+        });
+        room
+    }
+
+    /// A live space reloaded after a server restart: nobody is connected, and the host has
+    /// `host_grace` from `now` to [`Input::Resume`], else the room ends with
+    /// [`EndReason::HostGone`].
+    pub fn restored(
+        id: SpaceId,
+        title: String,
+        host_name: String,
+        config: RoomConfig,
+        now: Instant,
+    ) -> Room {
+        let mut room = Room::empty(id, title, host_name, config);
+        room.host_deadline = now.checked_add(config.host_grace);
+        room
+    }
+
+    fn empty(id: SpaceId, title: String, host_name: String, config: RoomConfig) -> Room {
+        Room {
+            id,
+            title,
+            host_name,
+            config,
+            roster: Roster::default(),
+            ended: None,
+            host_deadline: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Applies one input. A refused input returns `Err` and leaves the room state and the
+    /// output queue exactly unchanged. Timers fire only in [`Room::handle_timeout`], never
+    /// here: a `Resume` that arrives after the deadline but before `handle_timeout` is accepted.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Result<(), RoomError> {
+        if self.ended.is_some() {
+            return Err(RoomError::Ended);
+        }
+        match input {
+            Input::Join { who, name } => self.join(who, &name),
+            Input::Leave { who } => self.leave(who, now, false),
+            Input::Disconnected { who } => self.leave(who, now, true),
+            Input::Resume { who, name } => self.resume(who, &name),
+            Input::End { who } => match self.roster.role_of(who) {
+                Some(Role::Host) => {
+                    self.end(EndReason::HostEnded);
+                    Ok(())
+                }
+                Some(_) => Err(RoomError::NotAllowed),
+                None => Err(RoomError::NotIn),
+            },
+            Input::Shutdown => {
+                self.end(EndReason::ServerShutdown);
+                Ok(())
+            }
+        }
+    }
+
+    /// The next thing to do, in order. Drain after each `handle`/`handle_timeout`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Room::handle_timeout`] must next be called: the host-grace deadline while the
+    /// host seat is empty, else `None`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.host_deadline
+    }
+
+    /// Ends the room with [`EndReason::HostGone`] if the host-grace deadline is at or before
+    /// `now`. Harmless to call early or often.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.host_deadline.is_some_and(|deadline| deadline <= now) {
+            self.end(EndReason::HostGone);
+        }
+    }
+
+    pub fn id(&self) -> &SpaceId {
+        &self.id
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The host's name as the directory lists it (fixed at creation).
+    pub fn host_name(&self) -> &str {
+        &self.host_name
+    }
+
+    pub fn config(&self) -> &RoomConfig {
+        &self.config
+    }
+
+    pub fn state(&self) -> SpaceState {
+        match self.ended {
+            None => SpaceState::Live,
+            Some(_) => SpaceState::Ended,
+        }
+    }
+
+    /// Why the room ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.ended
+    }
+
+    /// The space as participants see it: host first, then listeners in join order.
+    pub fn info(&self) -> SpaceInfo {
+        SpaceInfo {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            host: self.host_name.clone(),
+            state: self.state(),
+            participants: self.participants().cloned().collect(),
+        }
+    }
+
+    pub fn listener_count(&self) -> u32 {
+        u32::try_from(self.roster.listener_count()).unwrap_or(u32::MAX)
+    }
+
+    /// Everyone in the room, the host included when present.
+    pub fn participant_count(&self) -> usize {
+        self.roster.len()
+    }
+
+    pub fn role_of(&self, who: ParticipantId) -> Option<Role> {
+        self.roster.role_of(who)
+    }
+
+    /// The host's connection; `None` while the host seat is empty or after the end.
+    pub fn host(&self) -> Option<ParticipantId> {
+        self.roster.host().map(|h| h.id)
+    }
+
+    /// Whose audio is forwarded: the host, when present.
+    pub fn speakers(&self) -> impl Iterator<Item = ParticipantId> + '_ {
+        self.participants()
+            .filter(|p| p.role.speaks())
+            .map(|p| p.id)
+    }
+
+    /// Host first, then listeners in join order.
+    pub fn participants(&self) -> impl Iterator<Item = &ParticipantInfo> + '_ {
+        self.roster.iter()
+    }
+
+    fn join(&mut self, who: ParticipantId, name: &str) -> Result<(), RoomError> {
+        if self.roster.contains(who) {
+            return Err(RoomError::AlreadyIn);
+        }
+        let name = clean_name(name)?;
+        if self.roster.listener_count() >= self.config.listener_seats() {
+            return Err(RoomError::Full);
+        }
+        let info = ParticipantInfo {
+            id: who,
+            name,
+            role: Role::Listener,
+        };
+        self.roster.add_listener(info.clone());
+        self.broadcast(
+            ServerMsg::ParticipantJoined { participant: info },
+            Some(who),
+        );
+        self.media(MediaChange::StartReceiving(who));
+        Ok(())
+    }
+
+    fn leave(&mut self, who: ParticipantId, now: Instant, lost: bool) -> Result<(), RoomError> {
+        let role = self.roster.role_of(who).ok_or(RoomError::NotIn)?;
+        if role == Role::Host {
+            if !lost {
+                self.end(EndReason::HostEnded);
+                return Ok(());
+            }
+            self.roster.unseat_host();
+            self.host_deadline = now.checked_add(self.config.host_grace);
+        } else {
+            self.roster.remove_listener(who);
+        }
+        self.broadcast(ServerMsg::ParticipantLeft { participant: who }, Some(who));
+        if role.speaks() {
+            self.media(MediaChange::StopSpeaking(who));
+        }
+        self.media(MediaChange::StopReceiving(who));
+        Ok(())
+    }
+
+    fn resume(&mut self, who: ParticipantId, name: &str) -> Result<(), RoomError> {
+        if self.roster.host().is_some() {
+            return Err(RoomError::HostPresent);
+        }
+        if self.roster.contains(who) {
+            return Err(RoomError::AlreadyIn);
+        }
+        let name = clean_name(name)?;
+        let info = ParticipantInfo {
+            id: who,
+            name,
+            role: Role::Host,
+        };
+        self.host_deadline = None;
+        self.broadcast(
+            ServerMsg::ParticipantJoined {
+                participant: info.clone(),
+            },
+            Some(who),
+        );
+        self.seat_host(info);
+        Ok(())
+    }
+
+    /// Seats the host and starts its media; the caller has checked the seat is empty.
+    fn seat_host(&mut self, info: ParticipantInfo) {
+        let who = info.id;
+        self.roster.seat_host(info);
+        self.media(MediaChange::StartSpeaking(who));
+        self.media(MediaChange::StartReceiving(who));
+    }
+
+    /// Tells everyone present, releases everyone's media, then reports the end. Only called
+    /// while live, so `Output::Ended` is emitted once.
+    fn end(&mut self, reason: EndReason) {
+        let msg = ServerMsg::Ended {
+            space: self.id.clone(),
+            reason,
+        };
+        self.broadcast(msg, None);
+        for p in self.roster.clear() {
+            if p.role.speaks() {
+                self.media(MediaChange::StopSpeaking(p.id));
+            }
+            self.media(MediaChange::StopReceiving(p.id));
+        }
+        self.ended = Some(reason);
+        self.host_deadline = None;
+        self.outputs.push_back(Output::Ended { reason });
+    }
+
+    fn broadcast(&mut self, msg: ServerMsg, except: Option<ParticipantId>) {
+        self.outputs.push_back(Output::Broadcast { msg, except });
+    }
+
+    fn media(&mut self, change: MediaChange) {
+        self.outputs.push_back(Output::Media(change));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const HOST: ParticipantId = ParticipantId(1);
+    const ANN: ParticipantId = ParticipantId(2);
+    const BOB: ParticipantId = ParticipantId(3);
+    const GRACE: Duration = Duration::from_secs(30);
+
+    fn space() -> SpaceId {
+        SpaceId::from_entropy([7; SpaceId::LEN])
+    }
+
+    fn config(max_participants: usize) -> RoomConfig {
+        RoomConfig {
+            max_participants,
+            host_grace: GRACE,
+        }
+    }
+
+    fn drain(room: &mut Room) -> Vec<Output> {
+        std::iter::from_fn(|| room.poll_output()).collect()
+    }
+
+    /// A live room with the host and the given listeners, outputs drained.
+    fn room_with(t0: Instant, listeners: &[(ParticipantId, &str)]) -> Room {
+        let mut room = Room::new(
+            space(),
+            "Morning show".into(),
+            HOST,
+            "ada".into(),
+            config(100),
+            t0,
+        );
+        for (who, name) in listeners {
+            room.handle(join(*who, name), t0).unwrap();
+        }
+        drain(&mut room);
+        room
+    }
+
+    fn join(who: ParticipantId, name: &str) -> Input {
+        Input::Join {
+            who,
+            name: name.into(),
+        }
+    }
+
+    fn resume(who: ParticipantId, name: &str) -> Input {
+        Input::Resume {
+            who,
+            name: name.into(),
+        }
+    }
+
+    fn media(change: MediaChange) -> Output {
+        Output::Media(change)
+    }
+
+    fn ended_msg(reason: EndReason) -> Output {
+        Output::Broadcast {
+            msg: ServerMsg::Ended {
+                space: space(),
+                reason,
+            },
+            except: None,
+        }
+    }
+
+    fn listener(id: ParticipantId, name: &str) -> ParticipantInfo {
+        ParticipantInfo {
+            id,
+            name: name.into(),
+            role: Role::Listener,
+        }
+    }
+
+    /// Asserts `input` is refused with `err` and changes nothing, including queued outputs.
+    fn assert_refused(room: &mut Room, input: Input, now: Instant, err: RoomError) {
+        let before = room.clone();
+        let (info, listeners) = (room.info(), room.listener_count());
+        assert_eq!(room.handle(input.clone(), now), Err(err), "{input:?}");
+        assert_eq!(room.info(), info, "{input:?}");
+        assert_eq!(room.listener_count(), listeners, "{input:?}");
+        assert_eq!(*room, before, "{input:?} changed the room");
+    }
+
+    fn ids(room: &Room) -> Vec<ParticipantId> {
+        room.participants().map(|p| p.id).collect()
+    }
+
+    #[test]
+    fn a_new_room_seats_the_host_speaking_and_receiving() {
+        let t0 = Instant::now();
+        let mut room = Room::new(
+            space(),
+            "Morning show".into(),
+            HOST,
+            "ada".into(),
+            config(100),
+            t0,
+        );
+        assert_eq!(
+            drain(&mut room),
+            [
+                media(MediaChange::StartSpeaking(HOST)),
+                media(MediaChange::StartReceiving(HOST))
+            ]
+        );
+        assert_eq!(room.state(), SpaceState::Live);
+        assert_eq!(
+            (room.id(), room.title(), room.host_name()),
+            (&space(), "Morning show", "ada")
+        );
+        assert_eq!(room.host(), Some(HOST));
+        assert_eq!(room.role_of(HOST), Some(Role::Host));
+        assert_eq!(room.speakers().collect::<Vec<_>>(), [HOST]);
+        assert_eq!((room.participant_count(), room.listener_count()), (1, 0));
+        assert_eq!(room.poll_timeout(), None);
+        assert_eq!(room.end_reason(), None);
+        let info = room.info();
+        assert_eq!(info.host, "ada");
+        assert_eq!(info.state, SpaceState::Live);
+        assert_eq!(
+            info.participants,
+            [ParticipantInfo {
+                id: HOST,
+                name: "ada".into(),
+                role: Role::Host
+            }]
+        );
+    }
+
+    #[test]
+    fn a_join_tells_the_others_and_starts_receiving() {
+        let t0 = Instant::now();
+        let mut room = room_with(t0, &[]);
+        room.handle(join(BOB, "  bob "), t0).unwrap();
+        assert_eq!(
+            drain(&mut room),
+            [
+                Output::Broadcast {
+                    msg: ServerMsg::ParticipantJoined {
+                        participant: listener(BOB, "bob")
+                    },
+                    except: Some(BOB),
+                },
+                media(MediaChange::StartReceiving(BOB)),
+            ]
+        );
+        room.handle(join(ANN, "ann"), t0).unwrap();
+        drain(&mut room);
+        // Host first, then join order (BOB has the larger id but joined first).
+        assert_eq!(ids(&room), [HOST, BOB, ANN]);
+        assert_eq!(room.info().participants[1], listener(BOB, "bob"));
+        assert_eq!(room.role_of(ANN), Some(Role::Listener));
+        assert_eq!((room.participant_count(), room.listener_count()), (3, 2));
+        assert_eq!(room.speakers().collect::<Vec<_>>(), [HOST]);
+    }
+
+    #[test]
+    fn refused_joins_change_nothing_even_with_outputs_queued() {
+        let t0 = Instant::now();
+        let mut room = Room::new(space(), "Full".into(), HOST, "ada".into(), config(2), t0);
+        room.handle(join(ANN, "ann"), t0).unwrap();
+        // Outputs deliberately left queued: a refusal must not touch them.
+        assert_refused(&mut room, join(ANN, "ann again"), t0, RoomError::AlreadyIn);
+        assert_refused(&mut room, join(HOST, "ada"), t0, RoomError::AlreadyIn);
+        assert_refused(&mut room, join(BOB, " "), t0, RoomError::InvalidName);
+        assert_refused(
+            &mut room,
+            join(BOB, &"b".repeat(65)),
+            t0,
+            RoomError::InvalidName,
+        );
+        assert_refused(&mut room, join(BOB, "bob"), t0, RoomError::Full);
+        // The host's two media starts and the join's broadcast and media start are still there.
+        assert_eq!(drain(&mut room).len(), 4);
+    }
+
+    #[test]
+    fn a_listener_leaving_or_dropping_is_announced_and_stops_receiving() {
+        let t0 = Instant::now();
+        for lost in [false, true] {
+            let mut room = room_with(t0, &[(ANN, "ann"), (BOB, "bob")]);
+            let input = if lost {
+                Input::Disconnected { who: ANN }
+            } else {
+                Input::Leave { who: ANN }
+            };
+            room.handle(input, t0).unwrap();
+            assert_eq!(
+                drain(&mut room),
+                [
+                    Output::Broadcast {
+                        msg: ServerMsg::ParticipantLeft { participant: ANN },
+                        except: Some(ANN),
+                    },
+                    media(MediaChange::StopReceiving(ANN)),
+                ]
+            );
+            assert_eq!(ids(&room), [HOST, BOB]);
+            assert_eq!(room.role_of(ANN), None);
+            assert_eq!(room.poll_timeout(), None, "a listener starts no timer");
+            assert_refused(&mut room, Input::Leave { who: ANN }, t0, RoomError::NotIn);
+            assert_refused(
+                &mut room,
+                Input::Disconnected { who: ANN },
+                t0,
+                RoomError::NotIn,
+            );
+        }
+    }
+
+    #[test]
+    fn the_host_leaving_on_purpose_ends_the_space_for_everyone() {
+        let t0 = Instant::now();
+        let mut room = room_with(t0, &[(ANN, "ann"), (BOB, "bob")]);
+        room.handle(Input::Leave { who: HOST }, t0).unwrap();
+        assert_eq!(
+            drain(&mut room),
+            [
+                ended_msg(EndReason::HostEnded),
+                media(MediaChange::StopSpeaking(HOST)),
+                media(MediaChange::StopReceiving(HOST)),
+                media(MediaChange::StopReceiving(ANN)),
+                media(MediaChange::StopReceiving(BOB)),
+                Output::Ended {
+                    reason: EndReason::HostEnded
+                },
+            ]
+        );
+        assert_eq!(room.state(), SpaceState::Ended);
+        assert_eq!(room.end_reason(), Some(EndReason::HostEnded));
+        assert_eq!((room.participant_count(), room.listener_count()), (0, 0));
+        assert_eq!((room.host(), room.speakers().count()), (None, 0));
+        assert!(room.info().participants.is_empty());
+        assert_eq!(room.info().state, SpaceState::Ended);
+    }
+
+    #[test]
+    fn after_the_end_every_input_is_refused_silently() {
+        let t0 = Instant::now();
+        let mut room = room_with(t0, &[(ANN, "ann")]);
+        room.handle(Input::End { who: HOST }, t0).unwrap();
+        drain(&mut room);
+        let later = t0 + Duration::from_secs(3600);
+        for input in [
+            join(BOB, "bob"),
+            Input::Leave { who: ANN },
+            Input::Leave { who: HOST },
+            Input::Disconnected { who: HOST },
+            resume(BOB, "ada"),
+            Input::End { who: HOST },
+            Input::Shutdown,
+        ] {
+            assert_refused(&mut room, input, later, RoomError::Ended);
+        }
+        room.handle_timeout(later);
+        assert_eq!(room.poll_output(), None);
+        assert_eq!(room.poll_timeout(), None);
+    }
+
+    #[test]
+    fn only_the_host_may_end() {
+        let t0 = Instant::now();
+        let mut room = room_with(t0, &[(ANN, "ann")]);
+        assert_refused(
+            &mut room,
+            Input::End { who: ANN },
+            t0,
+            RoomError::NotAllowed,
+        );
+        assert_refused(&mut room, Input::End { who: BOB }, t0, RoomError::NotIn);
+        room.handle(Input::End { who: HOST }, t0).unwrap();
+        let out = drain(&mut room);
+        assert_eq!(out.first(), Some(&ended_msg(EndReason::HostEnded)));
+        assert_eq!(
+            out.last(),
+            Some(&Output::Ended {
+                reason: EndReason::HostEnded
+            })
+        );
+        assert_eq!(out.len(), 5);
+    }
+
+    #[test]
+    fn shutdown_ends_with_its_own_reason() {
+        let t0 = Instant::now();
+        let mut room = room_with(t0, &[(ANN, "ann")]);
+        room.handle(Input::Shutdown, t0).unwrap();
+        let out = drain(&mut room);
+        assert_eq!(out.first(), Some(&ended_msg(EndReason::ServerShutdown)));
+        assert_eq!(
+            out.last(),
+            Some(&Output::Ended {
+                reason: EndReason::ServerShutdown
+            })
+        );
+        assert_eq!(room.end_reason(), Some(EndReason::ServerShutdown));
+    }
+
+    #[test]
+    fn a_lost_host_leaves_an_empty_seat_and_a_deadline() {
+        let t0 = Instant::now();
+        let mut room = room_with(t0, &[(ANN, "ann")]);
+        let t1 = t0 + Duration::from_secs(5);
+        room.handle(Input::Disconnected { who: HOST }, t1).unwrap();
+        assert_eq!(
+            drain(&mut room),
+            [
+                Output::Broadcast {
+                    msg: ServerMsg::ParticipantLeft { participant: HOST },
+                    except: Some(HOST),
+                },
+                media(MediaChange::StopSpeaking(HOST)),
+                media(MediaChange::StopReceiving(HOST)),
+            ]
+        );
+        assert_eq!(room.state(), SpaceState::Live);
+        assert_eq!((room.host(), room.role_of(HOST)), (None, None));
+        assert_eq!(room.speakers().count(), 0);
+        assert_eq!(ids(&room), [ANN]);
+        assert_eq!(room.poll_timeout(), Some(t1 + GRACE));
+        // The room stays open meanwhile.
+        room.handle(join(BOB, "bob"), t1).unwrap();
+        drain(&mut room);
+        room.handle_timeout(t1 + GRACE - Duration::from_nanos(1));
+        assert_eq!((room.poll_output(), room.state()), (None, SpaceState::Live));
+    }
+
+    #[test]
+    fn resume_refills_the_seat_and_cancels_the_deadline() {
+        let t0 = Instant::now();
+        let mut room = room_with(t0, &[(ANN, "ann")]);
+        assert_refused(&mut room, resume(BOB, "ada"), t0, RoomError::HostPresent);
+        room.handle(Input::Disconnected { who: HOST }, t0).unwrap();
+        drain(&mut room);
+        assert_refused(&mut room, resume(ANN, "ada"), t0, RoomError::AlreadyIn);
+        assert_refused(&mut room, resume(BOB, ""), t0, RoomError::InvalidName);
+        let host2 = ParticipantId(10);
+        room.handle(resume(host2, " ada "), t0).unwrap();
+        let seat = ParticipantInfo {
+            id: host2,
+            name: "ada".into(),
+            role: Role::Host,
+        };
+        assert_eq!(
+            drain(&mut room),
+            [
+                Output::Broadcast {
+                    msg: ServerMsg::ParticipantJoined { participant: seat },
+                    except: Some(host2),
+                },
+                media(MediaChange::StartSpeaking(host2)),
+                media(MediaChange::StartReceiving(host2)),
+            ]
+        );
+        assert_eq!(room.host(), Some(host2));
+        assert_eq!(ids(&room), [host2, ANN]);
+        assert_eq!(room.poll_timeout(), None);
+        room.handle_timeout(t0 + GRACE * 10);
+        assert_eq!((room.poll_output(), room.state()), (None, SpaceState::Live));
+        assert_refused(&mut room, resume(BOB, "ada"), t0, RoomError::HostPresent);
+    }
+
+    #[test]
+    fn a_restored_room_waits_for_its_host_then_gives_up() {
+        let t0 = Instant::now();
+        let mut room = Room::restored(space(), "Back".into(), "ada".into(), config(100), t0);
+        assert_eq!(room.poll_output(), None);
+        assert_eq!(
+            (room.state(), room.host(), room.participant_count()),
+            (SpaceState::Live, None, 0)
+        );
+        assert_eq!(room.poll_timeout(), Some(t0 + GRACE));
+        assert_eq!(room.info().host, "ada");
+        room.handle_timeout(t0 + GRACE);
+        assert_eq!(
+            drain(&mut room),
+            [
+                ended_msg(EndReason::HostGone),
+                Output::Ended {
+                    reason: EndReason::HostGone
+                }
+            ]
+        );
+        assert_eq!(room.state(), SpaceState::Ended);
+        assert_eq!(room.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_grace_too_long_for_an_instant_never_expires_and_never_panics() {
+        let t0 = Instant::now();
+        let forever = RoomConfig {
+            host_grace: Duration::MAX,
+            ..RoomConfig::default()
+        };
+        let mut room = Room::restored(space(), "Forever".into(), "ada".into(), forever, t0);
+        assert_eq!(room.poll_timeout(), None);
+        room.handle_timeout(t0 + Duration::from_secs(1 << 40));
+        assert_eq!(room.state(), SpaceState::Live);
+        room.handle(resume(HOST, "ada"), t0).unwrap();
+        room.handle(Input::Disconnected { who: HOST }, t0).unwrap();
+        assert_eq!(room.state(), SpaceState::Live);
+    }
+}

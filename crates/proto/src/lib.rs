@@ -1,0 +1,35 @@
+//! Every message that crosses a wire between a Confab client and server.
+//!
+//! The signaling channel is a WebSocket carrying one JSON object per text frame, tagged by
+//! `"type"` (snake_case). The first frame a client sends is [`ClientMsg::Hello`] naming
+//! [`PROTOCOL_VERSION`]; a server that speaks another version answers with an
+//! [`ServerMsg::Error`] whose code is [`ErrorCode::UnsupportedVersion`] and closes.
+//!
+//! Contract: decoding never panics. Anything that came from the network goes through
+//! [`decode_client`] / [`decode_server`], which return a [`DecodeError`] for oversized,
+//! malformed or unknown frames, and that error maps onto a stable [`ErrorCode`].
+
+mod http;
+mod ids;
+mod signal;
+
+pub use http::{ApiError, SpaceDetails, SpaceSummary};
+pub use ids::{ParticipantId, SpaceId, SpaceIdError};
+pub use signal::{
+    ClientMsg, DecodeError, EndReason, ErrorCode, ParticipantInfo, Role, ServerMsg, SpaceInfo,
+    SpaceState, decode_client, decode_server, encode,
+};
+
+/// The signaling protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest signaling frame either side accepts, in bytes. An SDP offer for Confab's few
+/// audio transceivers is a few kilobytes; 64 KiB leaves room without letting a peer make the
+/// other side buffer megabytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Longest space title, in characters.
+pub const MAX_TITLE_CHARS: usize = 120;
+
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;

@@ -1,0 +1,375 @@
+//! One peer connection carrying Confab audio.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry,
+    SettingEngineBuilder, register_default_interceptors,
+};
+
+use crate::{OPUS_PAYLOAD_TYPE, RECV_SLOTS, parse_slot_track_id};
+
+/// Where a session binds its UDP socket.
+#[derive(Clone, Debug)]
+pub struct RtcConfig {
+    /// The local address ICE host candidates use. Loopback for a server on 127.0.0.1.
+    pub bind_ip: IpAddr,
+    /// How long to wait for ICE gathering before giving up on an offer or answer.
+    pub gather_timeout: Duration,
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            gather_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What can go wrong with a session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtcError {
+    #[error("webrtc: {0}")]
+    Engine(String),
+    #[error("ICE gathering did not finish within {0:?}")]
+    GatherTimeout(Duration),
+    #[error("the session has no local description after gathering")]
+    NoLocalDescription,
+    #[error("the remote description is not an {expected}")]
+    WrongSdpType { expected: &'static str },
+    #[error("the session is closed")]
+    Closed,
+}
+
+impl From<webrtc::error::Error> for RtcError {
+    fn from(e: webrtc::error::Error) -> Self {
+        RtcError::Engine(e.to_string())
+    }
+}
+
+/// Something that happened to a session.
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// DTLS is up: media flows.
+    Connected,
+    /// The connection failed or was closed; no more media.
+    Closed,
+    /// The remote side started sending on one of our receive transceivers.
+    RemoteAudio(RemoteAudio),
+}
+
+impl std::fmt::Debug for SessionEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEvent::Connected => f.write_str("Connected"),
+            SessionEvent::Closed => f.write_str("Closed"),
+            SessionEvent::RemoteAudio(r) => write!(f, "RemoteAudio({})", r.track_id),
+        }
+    }
+}
+
+/// One RTP packet, as Confab cares about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpPacket {
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub marker: bool,
+    pub payload: Bytes,
+}
+
+impl From<rtp::Packet> for RtpPacket {
+    fn from(p: rtp::Packet) -> Self {
+        RtpPacket {
+            sequence: p.header.sequence_number,
+            timestamp: p.header.timestamp,
+            ssrc: p.header.ssrc,
+            marker: p.header.marker,
+            payload: p.payload,
+        }
+    }
+}
+
+/// Audio we send: RTP packets written here go to the remote peer.
+#[derive(Clone)]
+pub struct LocalAudio {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+}
+
+impl LocalAudio {
+    fn new(track_id: &str) -> Self {
+        let ssrc: u32 = rand_ssrc();
+        let codec = opus_codec();
+        let track = MediaStreamTrack::new(
+            "confab".to_owned(),
+            track_id.to_owned(),
+            track_id.to_owned(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        LocalAudio {
+            track: Arc::new(TrackLocalStaticRTP::new(track)),
+            ssrc,
+        }
+    }
+
+    /// Sends one Opus frame.
+    pub async fn send(&self, packet: &RtpPacket) -> Result<(), RtcError> {
+        let pkt = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker: packet.marker,
+                payload_type: OPUS_PAYLOAD_TYPE,
+                sequence_number: packet.sequence,
+                timestamp: packet.timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: packet.payload.clone(),
+        };
+        self.track.write_rtp(pkt).await.map_err(RtcError::from)
+    }
+
+    /// The SSRC this track sends with.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+}
+
+/// Audio we receive on one transceiver.
+pub struct RemoteAudio {
+    track: Arc<dyn TrackRemote>,
+    track_id: String,
+}
+
+impl RemoteAudio {
+    /// The sender's id for this track (`a=msid`); for tracks from a Confab server, see
+    /// [`crate::slot_track_id`].
+    pub fn track_id(&self) -> &str {
+        &self.track_id
+    }
+
+    /// The receive slot this track is, if the sender is a Confab server.
+    pub fn slot(&self) -> Option<usize> {
+        parse_slot_track_id(&self.track_id)
+    }
+
+    /// The next RTP packet, or `None` once the track has ended.
+    pub async fn recv(&self) -> Option<RtpPacket> {
+        loop {
+            match self.track.poll().await? {
+                TrackRemoteEvent::OnRtpPacket(p) => return Some(p.into()),
+                TrackRemoteEvent::OnEnded => return None,
+                _ => continue,
+            }
+        }
+    }
+}
+
+struct Handler {
+    gathered: watch::Sender<bool>,
+    events: mpsc::UnboundedSender<SessionEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(%state, "peer connection state");
+        let event = match state {
+            RTCPeerConnectionState::Connected => SessionEvent::Connected,
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => SessionEvent::Closed,
+            _ => return,
+        };
+        let _ = self.events.send(event);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let track_id = track.track_id().await;
+        let _ = self
+            .events
+            .send(SessionEvent::RemoteAudio(RemoteAudio { track, track_id }));
+    }
+}
+
+/// One WebRTC peer connection carrying Confab audio.
+pub struct PeerSession {
+    pc: Arc<dyn PeerConnection>,
+    gathered: watch::Receiver<bool>,
+    events: mpsc::UnboundedReceiver<SessionEvent>,
+    config: RtcConfig,
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1;usedtx=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn rand_ssrc() -> u32 {
+    // SSRCs only need to be unlikely to collide within one session; the randomness of a hashed
+    // fresh `RandomState` is plenty and avoids a direct dependency on an RNG crate here.
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() as u32).max(1)
+}
+
+impl PeerSession {
+    /// A new, unconnected session bound to `config.bind_ip` on an ephemeral UDP port.
+    pub async fn new(config: &RtcConfig) -> Result<PeerSession, RtcError> {
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(),
+                payload_type: OPUS_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Audio,
+        )?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let setting_engine = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(config.bind_ip.is_loopback())
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
+        let (gathered_tx, gathered_rx) = watch::channel(false);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let handler = Arc::new(Handler {
+            gathered: gathered_tx,
+            events: events_tx,
+        });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_setting_engine(setting_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(vec![SocketAddr::new(config.bind_ip, 0)])
+            .build()
+            .await?;
+        Ok(PeerSession {
+            pc: Arc::new(pc),
+            gathered: gathered_rx,
+            events: events_rx,
+            config: config.clone(),
+        })
+    }
+
+    /// Client side: adds the microphone (sendrecv, also receive slot 0) and the other receive
+    /// slots, and returns the track to send the microphone on.
+    pub async fn add_client_transceivers(&self) -> Result<LocalAudio, RtcError> {
+        let mic = LocalAudio::new("confab-mic");
+        self.pc
+            .add_track(Arc::clone(&mic.track) as Arc<dyn TrackLocal>)
+            .await?;
+        for _ in 1..RECV_SLOTS {
+            self.pc
+                .add_transceiver_from_kind(
+                    RtpCodecKind::Audio,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        ..Default::default()
+                    }),
+                )
+                .await?;
+        }
+        Ok(mic)
+    }
+
+    /// Creates an offer and waits for ICE gathering; returns the SDP with every candidate.
+    pub async fn create_offer(&mut self) -> Result<String, RtcError> {
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        self.gathered_sdp().await
+    }
+
+    /// Applies the remote answer to our offer.
+    pub async fn accept_answer(&self, sdp: String) -> Result<(), RtcError> {
+        let answer = RTCSessionDescription::answer(sdp)?;
+        self.pc.set_remote_description(answer).await?;
+        Ok(())
+    }
+
+    /// Server side: applies a client's offer, attaches one forwarding track per receive slot
+    /// (in m-line order), and returns the answer SDP with every candidate, plus the slot tracks.
+    pub async fn answer_client(
+        &mut self,
+        offer_sdp: String,
+    ) -> Result<(String, Vec<LocalAudio>), RtcError> {
+        let offer = RTCSessionDescription::offer(offer_sdp)?;
+        if offer.sdp_type != RTCSdpType::Offer {
+            return Err(RtcError::WrongSdpType { expected: "offer" });
+        }
+        self.pc.set_remote_description(offer).await?;
+        let mut slots = Vec::with_capacity(RECV_SLOTS);
+        for slot in 0..RECV_SLOTS {
+            let track = LocalAudio::new(&crate::slot_track_id(slot));
+            self.pc
+                .add_track(Arc::clone(&track.track) as Arc<dyn TrackLocal>)
+                .await?;
+            slots.push(track);
+        }
+        let answer = self.pc.create_answer(None).await?;
+        self.pc.set_local_description(answer).await?;
+        Ok((self.gathered_sdp().await?, slots))
+    }
+
+    async fn gathered_sdp(&mut self) -> Result<String, RtcError> {
+        let timeout = self.config.gather_timeout;
+        tokio::time::timeout(timeout, self.gathered.wait_for(|done| *done))
+            .await
+            .map_err(|_| RtcError::GatherTimeout(timeout))?
+            .map_err(|_| RtcError::Closed)?;
+        self.pc
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or(RtcError::NoLocalDescription)
+    }
+
+    /// The next event, or `None` once the session is gone.
+    pub async fn next_event(&mut self) -> Option<SessionEvent> {
+        self.events.recv().await
+    }
+
+    /// Closes the connection. Idempotent.
+    pub async fn close(&self) {
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!(error = %e, "closing peer connection");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Server settings: flags, environment variables and an optional TOML file.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use confab_core::RoomConfig;
+use serde::Deserialize;
+
+/// The port a server listens on unless told otherwise ("CF" on a phone keypad is 23; 7373 is
+/// simply unassigned and easy to remember).
+pub const DEFAULT_PORT: u16 = 7373;
+
+/// Everything a server needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where HTTP and WebSocket signaling listen. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the SQLite database lives.
+    pub data_dir: PathBuf,
+    /// The address WebRTC media binds to; defaults to the listen address's IP.
+    pub media_ip: IpAddr,
+    /// Limits and timers of every room.
+    pub room: RoomConfig,
+}
+
+impl ServerConfig {
+    /// Defaults: 127.0.0.1:[`DEFAULT_PORT`], data in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServerConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            data_dir,
+            media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            room: RoomConfig::default(),
+        }
+    }
+
+    /// The platform data directory for the server (`directories`), e.g.
+    /// `~/.local/share/confab-server` on Linux.
+    pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+        directories::ProjectDirs::from("org", "Confab", "confab-server")
+            .map(|d| d.data_dir().to_path_buf())
+            .context("no home directory to put the server's data in; pass --data-dir")
+    }
+
+    /// Builds a config with a listen address; the media IP follows it unless it is a wildcard.
+    pub fn with_listen(mut self, listen: SocketAddr) -> Self {
+        self.listen = listen;
+        if !listen.ip().is_unspecified() {
+            self.media_ip = listen.ip();
+        }
+        self
+    }
+}
+
+/// The optional TOML file: every key may be absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub media_ip: Option<IpAddr>,
+    pub max_participants: Option<usize>,
+    pub host_grace_seconds: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML config file.
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Applies the file's values over `config`.
+    pub fn apply(&self, mut config: ServerConfig) -> ServerConfig {
+        if let Some(listen) = self.listen {
+            config = config.with_listen(listen);
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(ip) = self.media_ip {
+            config.media_ip = ip;
+        }
+        if let Some(n) = self.max_participants {
+            config.room.max_participants = n;
+        }
+        if let Some(s) = self.host_grace_seconds {
+            config.room.host_grace = Duration::from_secs(s);
+        }
+        config
+    }
+}

@@ -1,0 +1,234 @@
+//! The server's SQLite database: every space ever opened.
+//!
+//! Calls are short and rare (a space opens or ends), so one connection behind a mutex is
+//! enough; callers on tokio run them through `spawn_blocking` only where latency matters.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use confab_proto::{SpaceId, SpaceState};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// One row of `spaces`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpaceRecord {
+    pub id: SpaceId,
+    pub title: String,
+    pub host_name: String,
+    pub host_token: String,
+    pub state: SpaceState,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+/// The database handle.
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &["CREATE TABLE spaces (
+        id TEXT PRIMARY KEY NOT NULL,
+        title TEXT NOT NULL,
+        host_name TEXT NOT NULL,
+        host_token TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('live', 'ended')),
+        created_at INTEGER NOT NULL,
+        ended_at INTEGER
+    );
+    CREATE INDEX spaces_by_state ON spaces(state);"];
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Db> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database (tests).
+    pub fn open_in_memory() -> anyhow::Result<Db> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> anyhow::Result<Db> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            anyhow::bail!(
+                "database schema version {version} is newer than this server ({}); upgrade the server",
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {}", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| anyhow::anyhow!("database lock poisoned"))
+    }
+
+    /// Records a new live space.
+    pub fn insert_space(
+        &self,
+        id: &SpaceId,
+        title: &str,
+        host_name: &str,
+        host_token: &str,
+    ) -> anyhow::Result<SpaceRecord> {
+        let created_at = now_secs();
+        self.conn()?.execute(
+            "INSERT INTO spaces (id, title, host_name, host_token, state, created_at) VALUES (?1, ?2, ?3, ?4, 'live', ?5)",
+            params![id.as_str(), title, host_name, host_token, created_at],
+        )?;
+        Ok(SpaceRecord {
+            id: id.clone(),
+            title: title.to_owned(),
+            host_name: host_name.to_owned(),
+            host_token: host_token.to_owned(),
+            state: SpaceState::Live,
+            created_at,
+            ended_at: None,
+        })
+    }
+
+    /// Marks a space ended (once: a second call keeps the first end time).
+    pub fn end_space(&self, id: &SpaceId) -> anyhow::Result<()> {
+        self.conn()?.execute(
+            "UPDATE spaces SET state = 'ended', ended_at = ?2 WHERE id = ?1 AND state = 'live'",
+            params![id.as_str(), now_secs()],
+        )?;
+        Ok(())
+    }
+
+    /// One space by id.
+    pub fn space(&self, id: &SpaceId) -> anyhow::Result<Option<SpaceRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, title, host_name, host_token, state, created_at, ended_at FROM spaces WHERE id = ?1",
+        )?;
+        Ok(stmt
+            .query_row([id.as_str()], row_to_record)
+            .optional()?
+            .flatten())
+    }
+
+    /// Every space still marked live.
+    pub fn live_spaces(&self) -> anyhow::Result<Vec<SpaceRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, title, host_name, host_token, state, created_at, ended_at FROM spaces WHERE state = 'live' ORDER BY created_at",
+        )?;
+        let rows = stmt.query_map([], row_to_record)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(rec) = row? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A row whose id or state is not valid (only possible if someone edited the file by hand) is
+/// skipped with a log line rather than failing every query.
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<SpaceRecord>> {
+    let id: String = row.get(0)?;
+    let state: String = row.get(4)?;
+    let (Ok(id), Some(state)) = (id.parse::<SpaceId>(), SpaceState::parse(&state)) else {
+        tracing::warn!(id, state, "skipping an unreadable spaces row");
+        return Ok(None);
+    };
+    Ok(Some(SpaceRecord {
+        id,
+        title: row.get(1)?,
+        host_name: row.get(2)?,
+        host_token: row.get(3)?,
+        state,
+        created_at: row.get(5)?,
+        ended_at: row.get(6)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> SpaceId {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn spaces_survive_reopening_and_end_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let db = Db::open(&path).unwrap();
+            db.insert_space(&id("aaaaaaaaaaaa"), "One", "ada", "t1")
+                .unwrap();
+            db.insert_space(&id("bbbbbbbbbbbb"), "Two", "bob", "t2")
+                .unwrap();
+            db.end_space(&id("bbbbbbbbbbbb")).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let live = db.live_spaces().unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].title, "One");
+        assert_eq!(live[0].host_token, "t1");
+        let two = db.space(&id("bbbbbbbbbbbb")).unwrap().unwrap();
+        assert_eq!(two.state, SpaceState::Ended);
+        let ended_at = two.ended_at.unwrap();
+        db.end_space(&id("bbbbbbbbbbbb")).unwrap();
+        assert_eq!(
+            db.space(&id("bbbbbbbbbbbb")).unwrap().unwrap().ended_at,
+            Some(ended_at)
+        );
+        assert_eq!(db.space(&id("cccccccccccc")).unwrap(), None);
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let db = Db::open_in_memory().unwrap();
+        db.insert_space(&id("aaaaaaaaaaaa"), "One", "ada", "t1")
+            .unwrap();
+        assert!(
+            db.insert_space(&id("aaaaaaaaaaaa"), "Again", "eve", "t2")
+                .is_err()
+        );
+        assert_eq!(
+            db.space(&id("aaaaaaaaaaaa")).unwrap().unwrap().host_name,
+            "ada"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_not_clobbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let err = Db::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+//! `confab-server`: runs a Confab server until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use confab_server::ServerConfig;
+
+/// Runs a Confab server: directory, signaling and SFU for live audio spaces.
+#[derive(Parser, Debug)]
+#[command(name = "confab-server", version)]
+struct Args {
+    /// Address to listen on [default: 127.0.0.1:7373] (port 0 picks a free port).
+    #[arg(long, env = "CONFAB_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the SQLite database (default: the platform data directory).
+    #[arg(long, env = "CONFAB_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML file with the same settings (flags and environment variables win).
+    #[arg(long, env = "CONFAB_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONFAB_LOG")
+                .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let file = match &args.config {
+        Some(path) => confab_server_config_file(path)?,
+        None => Default::default(),
+    };
+    let data_dir = match args.data_dir.clone().or_else(|| file.data_dir.clone()) {
+        Some(d) => d,
+        None => ServerConfig::default_data_dir()?,
+    };
+    let mut config = file.apply(ServerConfig::new(data_dir));
+    if let Some(listen) = args.listen {
+        config = config.with_listen(listen);
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    let handle = confab_server::start(config)
+        .await
+        .context("starting the server")?;
+    println!("listening on {}", handle.url());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    eprintln!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}
+
+fn confab_server_config_file(path: &std::path::Path) -> anyhow::Result<confab_server::FileConfig> {
+    confab_server::FileConfig::load(path)
+}

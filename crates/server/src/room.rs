@@ -1,0 +1,408 @@
+//! One task per live space: the authoritative [`Room`] plus the SFU wiring for it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use confab_core::{MediaChange, Output, Room};
+use confab_proto::{
+    EndReason, ErrorCode, ParticipantId, ServerMsg, SpaceId, SpaceInfo, SpaceSummary,
+};
+use confab_rtc::{LocalAudio, RECV_SLOTS, RemoteAudio};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::Shared;
+use crate::sfu::Forwarder;
+
+/// A refusal: the stable code and a message for people.
+pub(crate) type Refusal = (ErrorCode, String);
+
+/// Outbound signaling to one connection. Bounded: a client that stops reading is cut off
+/// rather than making the room buffer without limit.
+pub(crate) type Conn = mpsc::Sender<ServerMsg>;
+
+pub(crate) enum RoomCmd {
+    Join {
+        who: ParticipantId,
+        name: String,
+        conn: Conn,
+        reply: oneshot::Sender<Result<SpaceInfo, Refusal>>,
+    },
+    Resume {
+        who: ParticipantId,
+        name: String,
+        token: String,
+        conn: Conn,
+        reply: oneshot::Sender<Result<SpaceInfo, Refusal>>,
+    },
+    Leave {
+        who: ParticipantId,
+    },
+    Disconnected {
+        who: ParticipantId,
+    },
+    End {
+        who: ParticipantId,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// The participant's media session is up: these are its receive-slot tracks.
+    MediaReady {
+        who: ParticipantId,
+        slots: Vec<LocalAudio>,
+    },
+    /// The participant started sending audio.
+    Uplink {
+        who: ParticipantId,
+        audio: RemoteAudio,
+    },
+    /// Server shutdown: stop without ending the space.
+    Stop,
+}
+
+/// The handle the rest of the server keeps for a room task.
+pub(crate) struct RoomHandle {
+    tx: mpsc::Sender<RoomCmd>,
+    task: JoinHandle<()>,
+}
+
+impl RoomHandle {
+    pub(crate) fn sender(&self) -> mpsc::Sender<RoomCmd> {
+        self.tx.clone()
+    }
+
+    pub(crate) async fn stop(self) {
+        let _ = self.tx.send(RoomCmd::Stop).await;
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the task for `room`. `host` is the creator's connection for a new space, `None` for
+/// one restored after a restart.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    room: Room,
+    token: String,
+    host: Option<(ParticipantId, Conn)>,
+) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(256);
+    let mut actor = RoomActor {
+        shared,
+        room,
+        token,
+        conns: HashMap::new(),
+        speakers: Vec::new(),
+        receivers: HashSet::new(),
+        slots: HashMap::new(),
+        uplinks: HashMap::new(),
+        slot_map: [None; RECV_SLOTS],
+        ended: false,
+    };
+    if let Some((who, conn)) = host {
+        actor.conns.insert(who, conn);
+    }
+    actor.after_input();
+    let task = tokio::spawn(actor.run(rx));
+    RoomHandle { tx, task }
+}
+
+/// Reloads every space the database still calls live; each gets the host grace period.
+pub(crate) fn restore_live_spaces(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    let now = Instant::now();
+    for rec in shared.db.live_spaces()? {
+        let room = Room::restored(
+            rec.id.clone(),
+            rec.title.clone(),
+            rec.host_name.clone(),
+            shared.config.room.clone(),
+            now,
+        );
+        tracing::info!(space = %rec.id, "restored live space; waiting for its host");
+        let handle = spawn(Arc::clone(shared), room, rec.host_token, None);
+        lock(&shared.rooms).insert(rec.id, handle);
+    }
+    Ok(())
+}
+
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it: the maps it
+/// guards stay consistent between statements, so the data is still good.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct RoomActor {
+    shared: Arc<Shared>,
+    room: Room,
+    token: String,
+    conns: HashMap<ParticipantId, Conn>,
+    /// Speakers in the order they started; the first RECV_SLOTS get slots.
+    speakers: Vec<ParticipantId>,
+    receivers: HashSet<ParticipantId>,
+    slots: HashMap<ParticipantId, Vec<LocalAudio>>,
+    uplinks: HashMap<ParticipantId, Forwarder>,
+    slot_map: [Option<ParticipantId>; RECV_SLOTS],
+    ended: bool,
+}
+
+impl RoomActor {
+    async fn run(mut self, mut rx: mpsc::Receiver<RoomCmd>) {
+        while !self.ended {
+            let deadline = self.room.poll_timeout();
+            let cmd = tokio::select! {
+                cmd = rx.recv() => cmd,
+                _ = sleep_until_opt(deadline) => {
+                    self.room.handle_timeout(Instant::now());
+                    self.after_input();
+                    continue;
+                }
+            };
+            let Some(cmd) = cmd else { break };
+            if matches!(cmd, RoomCmd::Stop) {
+                break;
+            }
+            self.handle(cmd);
+            self.after_input();
+        }
+        // Forwarders stop with the room; connections learn of the end from `Ended`.
+        self.uplinks.clear();
+        let id = self.room.id().clone();
+        lock(&self.shared.directory).remove(&id);
+        if self.ended {
+            lock(&self.shared.rooms).remove(&id);
+        }
+    }
+
+    fn handle(&mut self, cmd: RoomCmd) {
+        let now = Instant::now();
+        match cmd {
+            RoomCmd::Join {
+                who,
+                name,
+                conn,
+                reply,
+            } => {
+                self.conns.insert(who, conn);
+                let result = self
+                    .room
+                    .handle(confab_core::Input::Join { who, name }, now);
+                let answer = match result {
+                    Ok(()) => Ok(self.room.info()),
+                    Err(e) => {
+                        self.conns.remove(&who);
+                        Err((e.code(), e.to_string()))
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            RoomCmd::Resume {
+                who,
+                name,
+                token,
+                conn,
+                reply,
+            } => {
+                if !constant_time_eq(token.as_bytes(), self.token.as_bytes()) {
+                    let _ = reply.send(Err((ErrorCode::BadToken, "wrong host token".into())));
+                    return;
+                }
+                self.conns.insert(who, conn);
+                let answer = match self
+                    .room
+                    .handle(confab_core::Input::Resume { who, name }, now)
+                {
+                    Ok(()) => Ok(self.room.info()),
+                    Err(e) => {
+                        self.conns.remove(&who);
+                        Err((e.code(), e.to_string()))
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            RoomCmd::Leave { who } => {
+                self.forget(who);
+                let _ = self.room.handle(confab_core::Input::Leave { who }, now);
+            }
+            RoomCmd::Disconnected { who } => {
+                self.forget(who);
+                let _ = self
+                    .room
+                    .handle(confab_core::Input::Disconnected { who }, now);
+            }
+            RoomCmd::End { who, reply } => {
+                let result = self
+                    .room
+                    .handle(confab_core::Input::End { who }, now)
+                    .map_err(|e| (e.code(), e.to_string()));
+                let _ = reply.send(result);
+            }
+            RoomCmd::MediaReady { who, slots } => {
+                if self.room.role_of(who).is_some() {
+                    self.slots.insert(who, slots);
+                    self.rewire();
+                }
+            }
+            RoomCmd::Uplink { who, audio } => {
+                if self.room.role_of(who).is_some() {
+                    self.uplinks.insert(who, Forwarder::spawn(who, audio));
+                    self.rewire();
+                }
+            }
+            RoomCmd::Stop => {}
+        }
+    }
+
+    /// Drops everything media-related about `who`, who is leaving.
+    fn forget(&mut self, who: ParticipantId) {
+        self.conns.remove(&who);
+        self.slots.remove(&who);
+        if let Some(fwd) = self.uplinks.remove(&who) {
+            let s = &fwd.stats;
+            tracing::debug!(
+                participant = %who,
+                received = s.received.load(std::sync::atomic::Ordering::Relaxed),
+                forwarded = s.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+                refused = s.refused.load(std::sync::atomic::Ordering::Relaxed),
+                "uplink closed"
+            );
+        }
+    }
+
+    /// Applies the room's outputs, then refreshes the directory entry.
+    fn after_input(&mut self) {
+        let mut rewire = false;
+        let mut newly_receiving = Vec::new();
+        while let Some(out) = self.room.poll_output() {
+            match out {
+                Output::Broadcast { msg, except } => self.broadcast(&msg, except),
+                Output::Media(change) => {
+                    rewire = true;
+                    match change {
+                        MediaChange::StartSpeaking(p) => {
+                            if !self.speakers.contains(&p) {
+                                self.speakers.push(p);
+                            }
+                        }
+                        MediaChange::StopSpeaking(p) => self.speakers.retain(|s| *s != p),
+                        MediaChange::StartReceiving(p) => {
+                            self.receivers.insert(p);
+                            newly_receiving.push(p);
+                        }
+                        MediaChange::StopReceiving(p) => {
+                            self.receivers.remove(&p);
+                        }
+                        _ => {}
+                    }
+                }
+                Output::Ended { reason } => self.on_ended(reason),
+                _ => {}
+            }
+        }
+        if rewire {
+            self.rewire();
+        }
+        for p in newly_receiving {
+            for (slot, speaker) in self.slot_map.iter().enumerate() {
+                self.send(
+                    p,
+                    ServerMsg::Slot {
+                        slot: slot as u8,
+                        speaker: *speaker,
+                    },
+                );
+            }
+        }
+        let id = self.room.id().clone();
+        if self.ended {
+            lock(&self.shared.directory).remove(&id);
+        } else {
+            let summary = SpaceSummary {
+                id: id.clone(),
+                title: self.room.title().to_owned(),
+                host: self.room.host_name().to_owned(),
+                listeners: self.room.listener_count(),
+            };
+            lock(&self.shared.directory).insert(id, summary);
+        }
+    }
+
+    fn on_ended(&mut self, reason: EndReason) {
+        self.ended = true;
+        tracing::info!(space = %self.room.id(), ?reason, "space ended");
+        let id = self.room.id().clone();
+        if let Err(e) = self.shared.db.end_space(&id) {
+            tracing::error!(space = %id, error = %e, "could not record the end of a space");
+        }
+        self.uplinks.clear();
+        self.slots.clear();
+    }
+
+    fn send(&self, to: ParticipantId, msg: ServerMsg) {
+        if let Some(conn) = self.conns.get(&to)
+            && conn.try_send(msg).is_err()
+        {
+            tracing::warn!(participant = %to, "signaling queue full or closed; message dropped");
+        }
+    }
+
+    fn broadcast(&self, msg: &ServerMsg, except: Option<ParticipantId>) {
+        for (who, conn) in &self.conns {
+            if Some(*who) != except && conn.try_send(msg.clone()).is_err() {
+                tracing::warn!(participant = %who, "signaling queue full or closed; message dropped");
+            }
+        }
+    }
+
+    /// Recomputes which speaker each slot carries and who each uplink is copied to.
+    fn rewire(&mut self) {
+        let mut map = [None; RECV_SLOTS];
+        for (slot, speaker) in self.speakers.iter().take(RECV_SLOTS).enumerate() {
+            map[slot] = Some(*speaker);
+        }
+        if map != self.slot_map {
+            for (slot, (old, new)) in self.slot_map.iter().zip(map.iter()).enumerate() {
+                if old != new {
+                    let msg = ServerMsg::Slot {
+                        slot: slot as u8,
+                        speaker: *new,
+                    };
+                    let receivers: Vec<ParticipantId> = self.receivers.iter().copied().collect();
+                    for r in receivers {
+                        self.send(r, msg.clone());
+                    }
+                }
+            }
+            self.slot_map = map;
+        }
+        for (who, fwd) in &self.uplinks {
+            let slot = self.slot_map.iter().position(|s| s == &Some(*who));
+            fwd.set_allowed(slot.is_some());
+            let subs = match slot {
+                Some(slot) => self
+                    .receivers
+                    .iter()
+                    .filter(|r| *r != who)
+                    .filter_map(|r| self.slots.get(r).and_then(|s| s.get(slot)).cloned())
+                    .collect(),
+                None => Vec::new(),
+            };
+            fwd.set_subscribers(subs);
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Looks up a live room's command sender.
+pub(crate) fn find(shared: &Shared, id: &SpaceId) -> Option<mpsc::Sender<RoomCmd>> {
+    lock(&shared.rooms).get(id).map(RoomHandle::sender)
+}

@@ -1,0 +1,441 @@
+//! One task per signaling connection: decodes frames, checks them, and talks to room tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::extract::ws::{Message, WebSocket};
+use confab_core::Room;
+use confab_proto::{
+    ClientMsg, ErrorCode, MAX_NAME_CHARS, MAX_TITLE_CHARS, PROTOCOL_VERSION, ParticipantId, Role,
+    ServerMsg, SpaceId, SpaceState, decode_client, encode,
+};
+use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
+use futures_util::{SinkExt, StreamExt};
+use rand::RngExt as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Shared;
+use crate::room::{self, Refusal, RoomCmd, lock};
+
+/// A connection that sends this many refused frames in a row is closed: it is broken or
+/// hostile, and answering forever costs us.
+const MAX_CONSECUTIVE_ERRORS: u32 = 32;
+
+struct Conn {
+    shared: Arc<Shared>,
+    who: ParticipantId,
+    name: Option<String>,
+    room: Option<(SpaceId, mpsc::Sender<RoomCmd>)>,
+    session: Option<PeerSession>,
+    out: mpsc::Sender<ServerMsg>,
+    close: bool,
+}
+
+pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
+    let who = ParticipantId(shared.next_participant.fetch_add(1, Ordering::Relaxed));
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<ServerMsg>(256);
+    let mut shutdown = shared.shutdown.clone();
+    let mut conn = Conn {
+        shared,
+        who,
+        name: None,
+        room: None,
+        session: None,
+        out: out_tx,
+        close: false,
+    };
+    let mut errors_in_a_row = 0;
+    tracing::debug!(participant = %who, "signaling connected");
+    while !conn.close {
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => {
+                        let reply = error(ErrorCode::BadFrame, "signaling frames are JSON text, not binary");
+                        if send(&mut sink, &reply).await.is_err() { break; }
+                        continue;
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                let replies = conn.handle_frame(text.as_str()).await;
+                for reply in replies {
+                    if let ServerMsg::Error { code, message } = &reply {
+                        errors_in_a_row += 1;
+                        tracing::warn!(participant = %who, ?code, %message, "refused a signaling frame");
+                    } else {
+                        errors_in_a_row = 0;
+                    }
+                    if send(&mut sink, &reply).await.is_err() {
+                        conn.close = true;
+                    }
+                }
+                if errors_in_a_row >= MAX_CONSECUTIVE_ERRORS {
+                    tracing::warn!(participant = %who, "closing a connection that sends only bad frames");
+                    break;
+                }
+            }
+            Some(msg) = out_rx.recv() => {
+                if let ServerMsg::Ended { space, .. } = &msg
+                    && conn.room.as_ref().is_some_and(|(id, _)| id == space)
+                {
+                    conn.room = None;
+                    conn.close_media().await;
+                }
+                if send(&mut sink, &msg).await.is_err() { break; }
+            }
+            Some(event) = next_event(&mut conn.session) => {
+                conn.on_media_event(event).await;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    conn.leave(true).await;
+    let _ = sink.close().await;
+    tracing::debug!(participant = %who, "signaling closed");
+}
+
+async fn next_event(session: &mut Option<PeerSession>) -> Option<SessionEvent> {
+    match session {
+        Some(s) => s.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    msg: &ServerMsg,
+) -> Result<(), axum::Error> {
+    sink.send(Message::Text(encode(msg).into())).await
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
+    ServerMsg::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+fn refusal(r: Refusal) -> ServerMsg {
+    error(r.0, r.1)
+}
+
+/// Trims and bounds a user-supplied string: 1..=max characters, no control characters.
+fn clean(field: &str, value: &str, max: usize) -> Result<String, ServerMsg> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(error(ErrorCode::InvalidInput, format!("{field} is empty")));
+    }
+    if v.chars().count() > max {
+        return Err(error(
+            ErrorCode::InvalidInput,
+            format!("{field} is longer than {max} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(error(
+            ErrorCode::InvalidInput,
+            format!("{field} contains control characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+fn random_space_id() -> SpaceId {
+    let bytes: [u8; SpaceId::LEN] = rand::rng().random();
+    SpaceId::from_entropy(bytes)
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Conn {
+    async fn handle_frame(&mut self, text: &str) -> Vec<ServerMsg> {
+        let msg = match decode_client(text) {
+            Ok(m) => m,
+            Err(e) => return vec![error(e.code(), e.to_string())],
+        };
+        let Some(name) = self.name.clone() else {
+            return match msg {
+                ClientMsg::Hello { version, name } => self.hello(version, &name),
+                _ => vec![error(ErrorCode::HelloFirst, "send hello first")],
+            };
+        };
+        match msg {
+            ClientMsg::Hello { .. } => {
+                vec![error(ErrorCode::HelloFirst, "hello was already received")]
+            }
+            ClientMsg::Create { title } => self.create(&name, &title).await,
+            ClientMsg::Join { space } => self.join(&name, space).await,
+            ClientMsg::Resume { space, host_token } => self.resume(&name, space, host_token).await,
+            ClientMsg::Offer { sdp } => self.offer(sdp).await,
+            ClientMsg::Leave => {
+                if self.room.is_none() {
+                    return vec![error(ErrorCode::NotInSpace, "you are in no space")];
+                }
+                self.leave(false).await;
+                Vec::new()
+            }
+            ClientMsg::End => self.end().await,
+            _ => vec![error(
+                ErrorCode::UnknownType,
+                "this server does not handle that message",
+            )],
+        }
+    }
+
+    fn hello(&mut self, version: u32, name: &str) -> Vec<ServerMsg> {
+        if version != PROTOCOL_VERSION {
+            self.close = true;
+            return vec![error(
+                ErrorCode::UnsupportedVersion,
+                format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+            )];
+        }
+        match clean("name", name, MAX_NAME_CHARS) {
+            Ok(name) => {
+                self.name = Some(name);
+                vec![ServerMsg::Welcome {
+                    version: PROTOCOL_VERSION,
+                    you: self.who,
+                }]
+            }
+            Err(e) => vec![e],
+        }
+    }
+
+    async fn create(&mut self, name: &str, title: &str) -> Vec<ServerMsg> {
+        if self.room.is_some() {
+            return vec![error(ErrorCode::AlreadyInSpace, "leave your space first")];
+        }
+        let title = match clean("title", title, MAX_TITLE_CHARS) {
+            Ok(t) => t,
+            Err(e) => return vec![e],
+        };
+        let id = random_space_id();
+        let token = random_token();
+        let shared = Arc::clone(&self.shared);
+        let (db_id, db_title, db_name, db_token) =
+            (id.clone(), title.clone(), name.to_owned(), token.clone());
+        let inserted = tokio::task::spawn_blocking(move || {
+            shared
+                .db
+                .insert_space(&db_id, &db_title, &db_name, &db_token)
+        })
+        .await;
+        if !matches!(inserted, Ok(Ok(_))) {
+            tracing::error!(?inserted, "could not record a new space");
+            return vec![error(
+                ErrorCode::Internal,
+                "could not create the space; try again",
+            )];
+        }
+        let room = Room::new(
+            id.clone(),
+            title,
+            self.who,
+            name.to_owned(),
+            self.shared.config.room.clone(),
+            Instant::now(),
+        );
+        let info = room.info();
+        let handle = room::spawn(
+            Arc::clone(&self.shared),
+            room,
+            token.clone(),
+            Some((self.who, self.out.clone())),
+        );
+        self.room = Some((id.clone(), handle.sender()));
+        lock(&self.shared.rooms).insert(id.clone(), handle);
+        tracing::info!(space = %id, host = %self.who, "space opened");
+        vec![ServerMsg::Joined {
+            space: info,
+            role: Role::Host,
+            host_token: Some(token),
+        }]
+    }
+
+    /// Why `id` cannot be entered when no room task has it.
+    async fn missing(&self, id: &SpaceId) -> ServerMsg {
+        let shared = Arc::clone(&self.shared);
+        let lookup = id.clone();
+        match tokio::task::spawn_blocking(move || shared.db.space(&lookup)).await {
+            Ok(Ok(Some(rec))) if rec.state == SpaceState::Ended => {
+                error(ErrorCode::SpaceEnded, format!("space {id} has ended"))
+            }
+            Ok(Ok(_)) => error(ErrorCode::NoSuchSpace, format!("no space {id}")),
+            _ => error(
+                ErrorCode::Internal,
+                "could not look the space up; try again",
+            ),
+        }
+    }
+
+    async fn join(&mut self, name: &str, id: SpaceId) -> Vec<ServerMsg> {
+        if self.room.is_some() {
+            return vec![error(ErrorCode::AlreadyInSpace, "leave your space first")];
+        }
+        let Some(tx) = room::find(&self.shared, &id) else {
+            return vec![self.missing(&id).await];
+        };
+        let (reply, rx) = oneshot::channel();
+        let cmd = RoomCmd::Join {
+            who: self.who,
+            name: name.to_owned(),
+            conn: self.out.clone(),
+            reply,
+        };
+        match ask(&tx, cmd, rx).await {
+            Some(Ok(info)) => {
+                self.room = Some((id, tx));
+                vec![ServerMsg::Joined {
+                    space: info,
+                    role: Role::Listener,
+                    host_token: None,
+                }]
+            }
+            Some(Err(r)) => vec![refusal(r)],
+            None => vec![self.missing(&id).await],
+        }
+    }
+
+    async fn resume(&mut self, name: &str, id: SpaceId, token: String) -> Vec<ServerMsg> {
+        if self.room.is_some() {
+            return vec![error(ErrorCode::AlreadyInSpace, "leave your space first")];
+        }
+        let Some(tx) = room::find(&self.shared, &id) else {
+            return vec![self.missing(&id).await];
+        };
+        let (reply, rx) = oneshot::channel();
+        let cmd = RoomCmd::Resume {
+            who: self.who,
+            name: name.to_owned(),
+            token: token.clone(),
+            conn: self.out.clone(),
+            reply,
+        };
+        match ask(&tx, cmd, rx).await {
+            Some(Ok(info)) => {
+                self.room = Some((id, tx));
+                vec![ServerMsg::Joined {
+                    space: info,
+                    role: Role::Host,
+                    host_token: Some(token),
+                }]
+            }
+            Some(Err(r)) => vec![refusal(r)],
+            None => vec![self.missing(&id).await],
+        }
+    }
+
+    async fn offer(&mut self, sdp: String) -> Vec<ServerMsg> {
+        let Some((_, tx)) = self.room.clone() else {
+            return vec![error(
+                ErrorCode::NotInSpace,
+                "join a space before offering media",
+            )];
+        };
+        self.close_media().await;
+        let config = RtcConfig {
+            bind_ip: self.shared.config.media_ip,
+            ..RtcConfig::default()
+        };
+        let mut session = match PeerSession::new(&config).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "creating a peer connection");
+                return vec![error(
+                    ErrorCode::MediaFailed,
+                    "the server could not open media; try again",
+                )];
+            }
+        };
+        match session.answer_client(sdp).await {
+            Ok((answer, slots)) => {
+                let _ = tx
+                    .send(RoomCmd::MediaReady {
+                        who: self.who,
+                        slots,
+                    })
+                    .await;
+                self.session = Some(session);
+                vec![ServerMsg::Answer { sdp: answer }]
+            }
+            Err(e) => {
+                session.close().await;
+                vec![error(
+                    ErrorCode::MediaFailed,
+                    format!("could not answer the offer: {e}"),
+                )]
+            }
+        }
+    }
+
+    async fn end(&mut self) -> Vec<ServerMsg> {
+        let Some((_, tx)) = self.room.clone() else {
+            return vec![error(ErrorCode::NotInSpace, "you are in no space")];
+        };
+        let (reply, rx) = oneshot::channel();
+        match ask(
+            &tx,
+            RoomCmd::End {
+                who: self.who,
+                reply,
+            },
+            rx,
+        )
+        .await
+        {
+            Some(Ok(())) => Vec::new(),
+            Some(Err(r)) => vec![refusal(r)],
+            None => vec![error(ErrorCode::SpaceEnded, "the space has ended")],
+        }
+    }
+
+    async fn on_media_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::RemoteAudio(audio) => {
+                if let Some((_, tx)) = &self.room {
+                    let _ = tx
+                        .send(RoomCmd::Uplink {
+                            who: self.who,
+                            audio,
+                        })
+                        .await;
+                }
+            }
+            SessionEvent::Closed => tracing::debug!(participant = %self.who, "media closed"),
+            _ => {}
+        }
+    }
+
+    async fn close_media(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.close().await;
+        }
+    }
+
+    /// Leaves the current space: on purpose, or because the connection is gone.
+    async fn leave(&mut self, disconnected: bool) {
+        if let Some((_, tx)) = self.room.take() {
+            let cmd = if disconnected {
+                RoomCmd::Disconnected { who: self.who }
+            } else {
+                RoomCmd::Leave { who: self.who }
+            };
+            let _ = tx.send(cmd).await;
+        }
+        self.close_media().await;
+    }
+}
+
+/// Sends a command and waits for its reply; `None` if the room task is gone.
+async fn ask<T>(tx: &mpsc::Sender<RoomCmd>, cmd: RoomCmd, rx: oneshot::Receiver<T>) -> Option<T> {
+    tx.send(cmd).await.ok()?;
+    rx.await.ok()
+}

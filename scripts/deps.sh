@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs (as root, with apt) or names (otherwise) the system packages Confab needs to build
+# and test on Debian/Ubuntu. Usage: scripts/deps.sh [build|test]
+set -euo pipefail
+what=${1:-test}
+
+build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-dev)
+test_pkgs=(pulseaudio pulseaudio-utils sox)
+pkgs=("${build_pkgs[@]}")
+if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "Confab needs these Debian/Ubuntu packages (or your system's equivalents): ${missing[*]}" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "Missing packages: ${missing[*]}. Install them as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+echo "Installing: ${missing[*]}" >&2
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

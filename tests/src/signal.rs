@@ -1,0 +1,188 @@
+//! Test signals and the measures that compare what was sent with what arrived.
+
+use rustfft::FftPlanner;
+use rustfft::num_complex::Complex;
+
+/// Sample rate of every signal here.
+pub const RATE: usize = 48_000;
+
+/// A speech-like test signal: voiced "syllables" (a harmonic series on a gliding pitch between
+/// 110 and 220 Hz, shaped by two moving formant-like resonances and a syllabic envelope)
+/// separated by short pauses. Deterministic for a given `seed`, and unlike a pure tone it has no
+/// periodicity longer than a syllable, so alignment by cross-correlation is unambiguous.
+pub fn speech_like(seconds: f64, seed: u64) -> Vec<f32> {
+    let n = (seconds * RATE as f64) as usize;
+    let mut out = vec![0f32; n];
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut t = 0usize;
+    while t < n {
+        let syllable = ((0.12 + next() * 0.25) * RATE as f64) as usize;
+        let pause = ((0.03 + next() * 0.15) * RATE as f64) as usize;
+        let f0_start = 110.0 + next() * 110.0;
+        let f0_end = 110.0 + next() * 110.0;
+        let formant1 = 300.0 + next() * 600.0;
+        let formant2 = 900.0 + next() * 1500.0;
+        let mut phase = 0f64;
+        for i in 0..syllable.min(n - t) {
+            let x = i as f64 / syllable as f64;
+            let f0 = f0_start + (f0_end - f0_start) * x;
+            phase += 2.0 * std::f64::consts::PI * f0 / RATE as f64;
+            let env = (std::f64::consts::PI * x).sin().powf(0.7);
+            let mut s = 0.0;
+            let mut h = 1.0;
+            while h * f0 < 4000.0 {
+                let f = h * f0;
+                let g1 = 1.0 / (1.0 + ((f - formant1) / 120.0).powi(2));
+                let g2 = 0.6 / (1.0 + ((f - formant2) / 200.0).powi(2));
+                s += (g1 + g2 + 0.02) * (h * phase).sin();
+                h += 1.0;
+            }
+            out[t + i] = (0.25 * env * s) as f32;
+        }
+        t += syllable + pause;
+    }
+    out
+}
+
+/// The best alignment of `recording` inside `reference`.
+#[derive(Clone, Copy, Debug)]
+pub struct Alignment {
+    /// Where the recording starts in the reference, in samples (negative: before it).
+    pub lag: i64,
+    /// Normalized cross-correlation over the overlap at that lag, in [-1, 1].
+    pub ncc: f64,
+    /// Samples the two overlap by.
+    pub overlap: usize,
+}
+
+/// Finds the lag at which `recording` best matches `reference` (FFT cross-correlation, each
+/// lag normalised by the energies of the overlapping parts), looking only at lags where at
+/// least `min_overlap` samples overlap.
+pub fn align(reference: &[f32], recording: &[f32], min_overlap: usize) -> Option<Alignment> {
+    let (n, m) = (reference.len(), recording.len());
+    if n == 0 || m == 0 {
+        return None;
+    }
+    let size = (n + m).next_power_of_two();
+    let mut planner = FftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(size);
+    let ifft = planner.plan_fft_inverse(size);
+    let mut a: Vec<Complex<f64>> = reference
+        .iter()
+        .map(|&x| Complex::new(x as f64, 0.0))
+        .collect();
+    a.resize(size, Complex::new(0.0, 0.0));
+    let mut b: Vec<Complex<f64>> = recording
+        .iter()
+        .map(|&x| Complex::new(x as f64, 0.0))
+        .collect();
+    b.resize(size, Complex::new(0.0, 0.0));
+    fft.process(&mut a);
+    fft.process(&mut b);
+    for (x, y) in a.iter_mut().zip(&b) {
+        *x *= y.conj();
+    }
+    ifft.process(&mut a);
+    // Prefix sums of squares to get each overlap's energy in O(1).
+    let prefix = |v: &[f32]| {
+        let mut p = vec![0f64; v.len() + 1];
+        for (i, x) in v.iter().enumerate() {
+            p[i + 1] = p[i] + (*x as f64) * (*x as f64);
+        }
+        p
+    };
+    let (pr, pc) = (prefix(reference), prefix(recording));
+    let mut best: Option<Alignment> = None;
+    for lag in -(m as i64 - 1)..(n as i64) {
+        // recording[i] lines up with reference[i + lag].
+        let ref_start = lag.max(0) as usize;
+        let rec_start = (-lag).max(0) as usize;
+        let overlap = (n - ref_start).min(m - rec_start);
+        if overlap < min_overlap {
+            continue;
+        }
+        let idx = if lag >= 0 {
+            lag as usize
+        } else {
+            size - (-lag) as usize
+        };
+        let dot = a[idx].re / size as f64;
+        let e1 = pr[ref_start + overlap] - pr[ref_start];
+        let e2 = pc[rec_start + overlap] - pc[rec_start];
+        if e1 <= 1e-12 || e2 <= 1e-12 {
+            continue;
+        }
+        let ncc = dot / (e1 * e2).sqrt();
+        if best.is_none_or(|b| ncc > b.ncc) {
+            best = Some(Alignment { lag, ncc, overlap });
+        }
+    }
+    best
+}
+
+/// Root mean square level.
+pub fn rms(x: &[f32]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+/// Writes 48 kHz mono 16-bit WAV.
+pub fn write_wav(path: &std::path::Path, samples: &[f32]) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE as u32,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
+    }
+    w.finalize()?;
+    Ok(())
+}
+
+/// Reads any mono WAV written by [`write_wav`] or by the client's recorder.
+pub fn read_wav(path: &std::path::Path) -> anyhow::Result<Vec<f32>> {
+    let mut r = hound::WavReader::open(path)?;
+    let spec = r.spec();
+    anyhow::ensure!(
+        spec.channels == 1 && spec.sample_rate == RATE as u32,
+        "unexpected format {spec:?}"
+    );
+    Ok(match spec.sample_format {
+        hound::SampleFormat::Int => r
+            .samples::<i16>()
+            .map(|s| s.map(|s| s as f32 / 32768.0))
+            .collect::<Result<_, _>>()?,
+        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_finds_a_known_offset_and_rejects_other_audio() {
+        let reference = speech_like(3.0, 1);
+        let segment: Vec<f32> = reference[30_000..90_000].iter().map(|s| s * 0.5).collect();
+        let a = align(&reference, &segment, 24_000).unwrap();
+        assert_eq!(a.lag, 30_000);
+        assert!(a.ncc > 0.999, "{a:?}");
+        let other = speech_like(1.0, 2);
+        let b = align(&reference, &other, 24_000).unwrap();
+        assert!(b.ncc < 0.5, "unrelated audio matched: {b:?}");
+    }
+}
