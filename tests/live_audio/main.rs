@@ -1,6 +1,11 @@
 //! A host's voice reaches listeners through the real server: WebRTC on loopback, real Opus,
 //! the CLI's own host and listen code.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::time::{Duration, Instant};
 
 use confab_client::cli;

@@ -1,6 +1,11 @@
 //! Spaces survive a server restart; a live space whose host never comes back is marked ended,
 //! one whose host resumes stays live.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::time::Duration;
 
 use confab_client::{Client, ClientConfig};

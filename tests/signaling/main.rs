@@ -1,6 +1,11 @@
 //! Bad input on the signaling socket gets a clear error, panics nothing, and leaves other rooms
 //! alone.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::time::Duration;
 
 use confab_client::{Client, ClientConfig, ClientError};

@@ -114,7 +114,7 @@ pub(crate) fn restore_live_spaces(shared: &Arc<Shared>) -> anyhow::Result<()> {
             rec.id.clone(),
             rec.title.clone(),
             rec.host_name.clone(),
-            shared.config.room.clone(),
+            shared.config.room,
             now,
         );
         tracing::info!(space = %rec.id, "restored live space; waiting for its host");
@@ -277,10 +277,8 @@ impl RoomActor {
                 Output::Media(change) => {
                     rewire = true;
                     match change {
-                        MediaChange::StartSpeaking(p) => {
-                            if !self.speakers.contains(&p) {
-                                self.speakers.push(p);
-                            }
+                        MediaChange::StartSpeaking(p) if !self.speakers.contains(&p) => {
+                            self.speakers.push(p);
                         }
                         MediaChange::StopSpeaking(p) => self.speakers.retain(|s| *s != p),
                         MediaChange::StartReceiving(p) => {

@@ -124,24 +124,18 @@ fn refusal(r: Refusal) -> ServerMsg {
 }
 
 /// Trims and bounds a user-supplied string: 1..=max characters, no control characters.
-fn clean(field: &str, value: &str, max: usize) -> Result<String, ServerMsg> {
+fn clean(field: &str, value: &str, max: usize) -> Result<String, Refusal> {
     let v = value.trim();
-    if v.is_empty() {
-        return Err(error(ErrorCode::InvalidInput, format!("{field} is empty")));
-    }
-    if v.chars().count() > max {
-        return Err(error(
-            ErrorCode::InvalidInput,
-            format!("{field} is longer than {max} characters"),
-        ));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(error(
-            ErrorCode::InvalidInput,
-            format!("{field} contains control characters"),
-        ));
-    }
-    Ok(v.to_owned())
+    let problem = if v.is_empty() {
+        format!("{field} is empty")
+    } else if v.chars().count() > max {
+        format!("{field} is longer than {max} characters")
+    } else if v.chars().any(char::is_control) {
+        format!("{field} contains control characters")
+    } else {
+        return Ok(v.to_owned());
+    };
+    Err((ErrorCode::InvalidInput, problem))
 }
 
 fn random_space_id() -> SpaceId {
@@ -205,7 +199,7 @@ impl Conn {
                     you: self.who,
                 }]
             }
-            Err(e) => vec![e],
+            Err(e) => vec![refusal(e)],
         }
     }
 
@@ -215,7 +209,7 @@ impl Conn {
         }
         let title = match clean("title", title, MAX_TITLE_CHARS) {
             Ok(t) => t,
-            Err(e) => return vec![e],
+            Err(e) => return vec![refusal(e)],
         };
         let id = random_space_id();
         let token = random_token();
@@ -240,7 +234,7 @@ impl Conn {
             title,
             self.who,
             name.to_owned(),
-            self.shared.config.room.clone(),
+            self.shared.config.room,
             Instant::now(),
         );
         let info = room.info();
