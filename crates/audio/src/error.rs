@@ -45,12 +45,13 @@ pub enum AudioError {
         source: hound::Error,
     },
 
-    /// A WAV file is not at 48 kHz; Confab does not resample files.
+    /// A WAV file's sample rate is outside the 8–192 kHz that `read_wav` resamples from.
     #[error(
-        "WAV file {} is {rate} Hz but Confab needs {} Hz; convert it first, e.g. \
+        "WAV file {} is {rate} Hz but Confab reads {} to {} Hz; convert it first, e.g. \
          `sox in.wav -r 48000 -c 1 out.wav`",
         path.display(),
-        crate::SAMPLE_RATE
+        crate::wav::MIN_WAV_RATE,
+        crate::wav::MAX_WAV_RATE
     )]
     WavSampleRate { path: PathBuf, rate: u32 },
 

@@ -105,7 +105,8 @@ pub async fn host(
                     }
                 }
             }
-            drop(capture);
+            // Closing a PulseAudio stream blocks for a second or more: not on the runtime.
+            let _ = tokio::task::spawn_blocking(move || drop(capture)).await;
         }
     }
     client.end().await.context("ending the space")?;
@@ -205,7 +206,7 @@ pub async fn listen(
     if let Some((pb, _)) = playback {
         // Let what is queued play out.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        drop(pb);
+        let _ = tokio::task::spawn_blocking(move || drop(pb)).await;
     }
     match ended {
         Some(reason) => eprintln!("the space ended ({reason:?})"),

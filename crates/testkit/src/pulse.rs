@@ -1,0 +1,167 @@
+//! A private PulseAudio daemon for tests that need real, real-time audio devices on a machine
+//! with no sound card: a speaker (`speaker`, its monitor `speaker.monitor` records what was
+//! played) and a microphone (`vmic`, which hears whatever is played into the sink `micfeed`).
+//!
+//! Self-contained (std + tempfile), shared by every crate whose tests need devices.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The daemon's configuration: two mono 48 kHz null sinks and a virtual source fed by one.
+const TEST_PA: &str = "\
+load-module module-native-protocol-unix auth-anonymous=1
+load-module module-null-sink sink_name=speaker rate=48000 channels=1
+load-module module-null-sink sink_name=micfeed rate=48000 channels=1
+load-module module-virtual-source source_name=vmic master=micfeed.monitor
+set-default-sink speaker
+set-default-source vmic
+";
+
+const INSTALL_HINT: &str =
+    "device tests need PulseAudio: install the Debian packages pulseaudio pulseaudio-utils sox";
+
+/// Bound on waiting for the daemon to come up.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running private daemon; dropping it kills the daemon (by PID) and removes its directory.
+pub struct PulseDaemon {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl PulseDaemon {
+    /// Starts a daemon in a fresh runtime directory and waits until it accepts clients.
+    /// Panics, naming the packages to install, if the PulseAudio tools are missing.
+    pub fn start() -> PulseDaemon {
+        for tool in ["pulseaudio", "paplay", "parec", "pactl"] {
+            if let Err(err) = Command::new(tool).arg("--version").output() {
+                if err.kind() == ErrorKind::NotFound {
+                    panic!("`{tool}` not found; {INSTALL_HINT}");
+                }
+                panic!("cannot run `{tool}`: {err}");
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("confab-pulse-")
+            .tempdir()
+            .expect("create a runtime directory for PulseAudio");
+        let script = dir.path().join("test.pa");
+        fs::write(&script, TEST_PA).expect("write test.pa");
+        let log = fs::File::create(dir.path().join("pulseaudio.log")).expect("create the log");
+
+        // `--exit-idle-time` is only a backstop for a test process that is killed outright:
+        // normally `Drop` kills the daemon. A minute is far longer than any pause between
+        // clients in a test.
+        let child = Command::new("pulseaudio")
+            .args(["-n", "-F"])
+            .arg(&script)
+            .args([
+                "--daemonize=no",
+                "--exit-idle-time=60",
+                "--log-target=stderr",
+                "--use-pid-file=no",
+                "--system=no",
+            ])
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env_remove("PULSE_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start pulseaudio: {err}; {INSTALL_HINT}"));
+        let mut daemon = PulseDaemon { child, dir };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "pulseaudio exited during start-up ({status}):\n{}",
+                    self.log()
+                );
+            }
+            if self.socket().exists() {
+                let info = self.command("pactl").arg("info").output();
+                if info.is_ok_and(|out| out.status.success()) {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "pulseaudio not ready after {START_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("pulseaudio.log")).unwrap_or_default()
+    }
+
+    /// The runtime directory, also a place for the test's scratch files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The daemon's native protocol socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("pulse").join("native")
+    }
+
+    /// The value for `PULSE_SERVER`.
+    pub fn server(&self) -> String {
+        format!("unix:{}", self.socket().display())
+    }
+
+    /// A command (paplay, parec, pactl, ...) that talks to this daemon.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env("PULSE_SERVER", self.server())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Points this process's audio clients (cpal) at the daemon. Call it before the first
+    /// audio call, while no other thread of the process reads the environment.
+    #[allow(
+        unsafe_code,
+        reason = "set_var is unsafe only when other threads read the environment concurrently; \
+                  the single device test calls this first, before it starts any thread"
+    )]
+    pub fn set_process_env(&self) {
+        // SAFETY: see the reason above.
+        unsafe {
+            std::env::set_var("XDG_RUNTIME_DIR", self.dir.path());
+            std::env::set_var("PULSE_SERVER", self.server());
+        }
+    }
+}
+
+impl Drop for PulseDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process killed (by its PID) and reaped when the guard drops, so a failing test
+/// leaves no `paplay`/`parec` behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
