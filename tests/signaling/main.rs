@@ -240,3 +240,47 @@ async fn a_flood_of_garbage_is_cut_off() {
     assert!(resp.status().is_success());
     server.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_space_refuses_one_more_and_keeps_its_count() {
+    let server = TestServer::start_with(|c| c.room.max_participants = 2)
+        .await
+        .unwrap();
+    let url = server.url();
+    let (host, _h) = Client::connect(ClientConfig::new(url.clone(), "ada"))
+        .await
+        .unwrap();
+    let id = host.create("Small room").await.unwrap().space.id;
+    let (first, _f) = Client::connect(ClientConfig::new(url.clone(), "bob"))
+        .await
+        .unwrap();
+    first.join(&id).await.unwrap();
+    let (second, _s) = Client::connect(ClientConfig::new(url.clone(), "cy"))
+        .await
+        .unwrap();
+    match second.join(&id).await {
+        Err(ClientError::Server { code, .. }) => assert_eq!(code, ErrorCode::SpaceFull),
+        other => panic!("joining a full space: {other:?}"),
+    }
+    let spaces: Vec<SpaceSummary> = reqwest::get(format!("{url}/api/spaces"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = spaces.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(listed.listeners, 1, "the refused join changed the count");
+    // When someone leaves, the seat is free again.
+    first.leave().await.unwrap();
+    let joined = within(10, "a seat to free up", async {
+        loop {
+            match second.join(&id).await {
+                Ok(j) => break j,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(joined.space.id, id);
+    server.handle.shutdown().await;
+}

@@ -86,14 +86,22 @@ fn resample_to_48k(mono: &[f32], rate: u32) -> Vec<f32> {
     if mono.is_empty() {
         return Vec::new();
     }
-    // One FFT block of about 1024 input frames per chunk, as in rubato's `resample_wav`
-    // example: the anti-aliasing cutoff sits at about 99 % of the lower Nyquist frequency.
-    // An odd rate (44101 Hz) makes the block a whole second long, which costs memory in
-    // megabytes, not quality.
+    // rubato's FFT blocks are whole multiples of the smallest pair in the rates' ratio (147
+    // in, 160 out for 44.1 kHz). Take the fewest that reach about 1024 input frames, as in
+    // rubato's `resample_wav` example, which puts the anti-aliasing cutoff at about 99 % of
+    // the lower Nyquist frequency. An odd rate (44101 Hz) makes a block a second or two long:
+    // megabytes of memory, no loss of quality.
+    let rate = rate as usize;
+    let out_rate = SAMPLE_RATE as usize;
+    let min_block_in = rate / gcd(rate, out_rate);
+    // An even number of them: rubato trims `fft_size_out / 2` output frames of delay, but the
+    // filter's delay is `fft_size_in / 2` input frames rounded down, so an odd input block
+    // (1029 for 22.05 or 44.1 kHz) would leave the output half an input sample early.
+    let blocks = 1024usize.div_ceil(min_block_in).next_multiple_of(2);
     let mut resampler = Fft::<f32>::new_custom(
-        rate as usize,
-        SAMPLE_RATE as usize,
-        1024,
+        rate,
+        out_rate,
+        blocks * min_block_in,
         1,
         1,
         WindowFunction::BlackmanHarris2,
@@ -115,6 +123,14 @@ fn resample_to_48k(mono: &[f32], rate: u32) -> Vec<f32> {
         *x = x.clamp(-1.0, 1.0);
     }
     samples
+}
+
+/// Greatest common divisor (Euclid).
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Averages each frame of `channels` interleaved samples into one.
@@ -300,26 +316,231 @@ mod tests {
         }
     }
 
+    /// `amplitude * sin(2 pi freq t)` sampled at `rate`, `seconds` long.
+    fn tone_at(rate: u32, seconds: f64, freq: f64, amplitude: f64) -> Vec<f32> {
+        let len = (seconds * f64::from(rate)).round() as usize;
+        (0..len)
+            .map(|i| (amplitude * (TAU64 * freq * i as f64 / f64::from(rate)).sin()) as f32)
+            .collect()
+    }
+
+    const TAU64: f64 = std::f64::consts::TAU;
+
+    /// The frequency of a steady tone from its zero crossings (linearly interpolated), in Hz.
+    fn zero_crossing_frequency(samples: &[f32], rate: u32) -> f64 {
+        let crossings: Vec<f64> = samples
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| (w[0] < 0.0) != (w[1] < 0.0))
+            .map(|(i, w)| i as f64 + f64::from(w[0]) / f64::from(w[0] - w[1]))
+            .collect();
+        assert!(
+            crossings.len() > 10,
+            "no steady tone: {} crossings",
+            crossings.len()
+        );
+        let span = crossings[crossings.len() - 1] - crossings[0];
+        (crossings.len() - 1) as f64 / 2.0 / (span / f64::from(rate))
+    }
+
+    /// Index of the sample with the largest magnitude.
+    fn peak_index(samples: &[f32]) -> usize {
+        samples
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .map(|(i, _)| i)
+            .unwrap()
+    }
+
+    /// Largest difference from `expected` away from the ends, where a tone that starts and
+    /// stops abruptly legitimately rings through the anti-aliasing filter.
+    fn worst_interior_error(got: &[f32], expected: &[f32]) -> f32 {
+        let margin = SAMPLE_RATE as usize / 20;
+        got[margin..expected.len() - margin]
+            .iter()
+            .zip(&expected[margin..])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
     #[test]
-    fn other_sample_rates_are_a_clear_error() {
+    fn other_sample_rates_are_resampled_to_48k_in_tune_and_in_time() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("low.wav");
+        // espeak-ng writes 16-bit 22050 Hz; CDs are 44.1 kHz; then the edges of the range and
+        // an odd rate whose ratio to 48 kHz has no common factor.
+        for (rate, bits, format) in [
+            (22_050, 16, SampleFormat::Int),
+            (44_100, 16, SampleFormat::Int),
+            (44_100, 32, SampleFormat::Float),
+            (8_000, 16, SampleFormat::Int),
+            (96_000, 24, SampleFormat::Int),
+            (192_000, 32, SampleFormat::Float),
+            (44_101, 32, SampleFormat::Float),
+        ] {
+            let case = format!("{rate} Hz {bits}-bit {format:?}");
+            let path = dir
+                .path()
+                .join(format!("tone-{rate}-{bits}-{format:?}.wav"));
+            let input = tone_at(rate, 1.0, 1000.0, 0.5);
+            write_with_hound(&path, spec(1, rate, bits, format), &input);
+            let read = read_wav(&path).unwrap();
+
+            let expected_len = (input.len() as f64 * 48_000.0 / f64::from(rate)).round() as usize;
+            assert!(
+                read.len().abs_diff(expected_len) <= 2,
+                "{case}: {} samples, expected {expected_len}",
+                read.len()
+            );
+            let freq = zero_crossing_frequency(&read, SAMPLE_RATE);
+            assert!((freq - 1000.0).abs() < 10.0, "{case}: {freq} Hz");
+            // The same tone, sampled directly at 48 kHz: matching it sample for sample
+            // checks level and phase (so sub-millisecond alignment) at once.
+            let ideal = tone_at(SAMPLE_RATE, 1.0, 1000.0, 0.5);
+            let worst = worst_interior_error(&read, &ideal);
+            assert!(worst < 5e-4, "{case}: off the ideal tone by {worst}");
+        }
+    }
+
+    #[test]
+    fn resampling_keeps_a_click_at_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        for rate in [22_050, 44_100, 8_000, 192_000, 44_101] {
+            // One second of silence with a click at exactly 0.5 s.
+            let mut input = vec![0.0f32; rate as usize];
+            let at = (rate / 2) as usize;
+            input[at] = 0.9;
+            let path = dir.path().join(format!("click-{rate}.wav"));
+            write_with_hound(&path, spec(1, rate, 32, SampleFormat::Float), &input);
+            let read = read_wav(&path).unwrap();
+            let expected = f64::from(rate / 2) / f64::from(rate) * f64::from(SAMPLE_RATE);
+            let peak = peak_index(&read);
+            let off_ms = (peak as f64 - expected).abs() / f64::from(SAMPLE_RATE) * 1000.0;
+            assert!(
+                off_ms <= 1.0,
+                "{rate} Hz: click at sample {peak}, expected {expected} ({off_ms} ms off)"
+            );
+            // And it is still a click, not smeared across the file.
+            assert!(
+                read[peak].abs() > 0.1,
+                "{rate} Hz: click peak {}",
+                read[peak]
+            );
+            let far = read
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i.abs_diff(peak) > SAMPLE_RATE as usize / 100)
+                .map(|(_, x)| x.abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                far < 0.01,
+                "{rate} Hz: {far} more than 10 ms from the click"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tone_burst_starts_on_time() {
+        // Silence, then a 1 kHz tone from 0.5 s: the output crosses a tenth of the tone's
+        // level within a millisecond of 0.5 s (the filter's ringing before the onset is far
+        // quieter than that).
+        let dir = tempfile::tempdir().unwrap();
+        let rate = 22_050;
+        let onset = (rate / 2) as usize;
+        let mut input = tone_at(rate, 1.0, 1000.0, 0.5);
+        input[..onset].fill(0.0);
+        let path = dir.path().join("burst.wav");
+        write_with_hound(&path, spec(1, rate, 16, SampleFormat::Int), &input);
+        let read = read_wav(&path).unwrap();
+        let first_loud = read.iter().position(|x| x.abs() > 0.05).unwrap();
+        let off_ms = (first_loud as f64 - 24_000.0) / 48.0;
+        assert!(
+            (-1.0..=1.0).contains(&off_ms),
+            "tone starts at sample {first_loud} ({off_ms} ms off)"
+        );
+    }
+
+    #[test]
+    fn stereo_at_44k1_is_downmixed_then_resampled() {
+        let dir = tempfile::tempdir().unwrap();
+        let rate = 44_100;
+        let left = tone_at(rate, 1.0, 440.0, 0.6);
+        let right = tone_at(rate, 1.0, 1000.0, 0.2);
+        let interleaved: Vec<f32> = left
+            .iter()
+            .zip(&right)
+            .flat_map(|(&l, &r)| [l, r])
+            .collect();
+        let path = dir.path().join("stereo.wav");
+        write_with_hound(&path, spec(2, rate, 16, SampleFormat::Int), &interleaved);
+        let read = read_wav(&path).unwrap();
+        assert!(read.len().abs_diff(48_000) <= 2, "{} samples", read.len());
+        let ideal: Vec<f32> = tone_at(SAMPLE_RATE, 1.0, 440.0, 0.3)
+            .iter()
+            .zip(&tone_at(SAMPLE_RATE, 1.0, 1000.0, 0.1))
+            .map(|(l, r)| l + r)
+            .collect();
+        let worst = worst_interior_error(&read, &ideal);
+        assert!(worst < 5e-4, "off the ideal mix by {worst}");
+    }
+
+    #[test]
+    fn a_48k_file_is_not_resampled() {
+        // Random float samples come back bit for bit: the resampler would have changed them.
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SplitMix(48);
+        let samples: Vec<f32> = (0..4801)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+            .collect();
+        let path = dir.path().join("native.wav");
         write_with_hound(
             &path,
-            spec(1, 22_050, 16, SampleFormat::Int),
-            &tone(2205, 440.0, 0.5),
+            spec(1, SAMPLE_RATE, 32, SampleFormat::Float),
+            &samples,
         );
-        let err = read_wav(&path).unwrap_err();
-        assert!(
-            matches!(err, AudioError::WavSampleRate { rate: 22_050, .. }),
-            "{err:?}"
-        );
-        let message = err.to_string();
-        assert!(message.contains("22050 Hz"), "{message}");
-        assert!(
-            message.contains("sox in.wav -r 48000 -c 1 out.wav"),
-            "{message}"
-        );
+        assert_eq!(read_wav(&path).unwrap(), samples);
+    }
+
+    #[test]
+    fn tiny_and_empty_files_at_other_rates_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 1, 3, 100] {
+            let path = dir.path().join(format!("tiny-{len}.wav"));
+            let input = tone_at(22_050, len as f64 / 22_050.0, 1000.0, 0.9);
+            write_with_hound(&path, spec(1, 22_050, 16, SampleFormat::Int), &input);
+            let read = read_wav(&path).unwrap();
+            let expected = (len as f64 * 48_000.0 / 22_050.0).ceil() as usize;
+            assert_eq!(read.len(), expected, "{len} samples in");
+            assert!(
+                read.iter().all(|x| (-1.0..=1.0).contains(x)),
+                "{len} samples in"
+            );
+        }
+    }
+
+    #[test]
+    fn rates_outside_8_to_192_khz_are_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        for rate in [4_000, 7_999, 192_001, 384_000] {
+            let path = dir.path().join(format!("rate-{rate}.wav"));
+            write_with_hound(
+                &path,
+                spec(1, rate, 16, SampleFormat::Int),
+                &tone_at(rate, 0.1, 440.0, 0.5),
+            );
+            let err = read_wav(&path).unwrap_err();
+            assert!(
+                matches!(err, AudioError::WavSampleRate { rate: r, .. } if r == rate),
+                "{err:?}"
+            );
+            let message = err.to_string();
+            assert!(message.contains(&format!("{rate} Hz")), "{message}");
+            assert!(message.contains("8000 to 192000 Hz"), "{message}");
+            assert!(
+                message.contains("sox in.wav -r 48000 -c 1 out.wav"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

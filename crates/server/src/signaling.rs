@@ -22,6 +22,9 @@ use crate::room::{self, Refusal, RoomCmd, lock};
 /// hostile, and answering forever costs us.
 const MAX_CONSECUTIVE_ERRORS: u32 = 32;
 
+/// How long a new connection may take to send `hello`.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 struct Conn {
     shared: Arc<Shared>,
     who: ParticipantId,
@@ -47,6 +50,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
         close: false,
     };
     let mut errors_in_a_row = 0;
+    // A connection that never says hello holds a socket for nothing: give it a deadline.
+    let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
+    tokio::pin!(hello_deadline);
     tracing::debug!(participant = %who, "signaling connected");
     while !conn.close {
         tokio::select! {
@@ -89,6 +95,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
             }
             Some(event) = next_event(&mut conn.session) => {
                 conn.on_media_event(event).await;
+            }
+            _ = &mut hello_deadline, if conn.name.is_none() => {
+                let reply = error(ErrorCode::HelloFirst, format!("no hello within {} s", HELLO_TIMEOUT.as_secs()));
+                let _ = send(&mut sink, &reply).await;
+                tracing::warn!(participant = %who, "closing a connection that never said hello");
+                break;
             }
             _ = shutdown.changed() => break,
         }
