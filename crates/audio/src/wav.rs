@@ -316,6 +316,8 @@ mod tests {
         }
     }
 
+    const TAU64: f64 = std::f64::consts::TAU;
+
     /// `amplitude * sin(2 pi freq t)` sampled at `rate`, `seconds` long.
     fn tone_at(rate: u32, seconds: f64, freq: f64, amplitude: f64) -> Vec<f32> {
         let len = (seconds * f64::from(rate)).round() as usize;
@@ -323,8 +325,6 @@ mod tests {
             .map(|i| (amplitude * (TAU64 * freq * i as f64 / f64::from(rate)).sin()) as f32)
             .collect()
     }
-
-    const TAU64: f64 = std::f64::consts::TAU;
 
     /// The frequency of a steady tone from its zero crossings (linearly interpolated), in Hz.
     fn zero_crossing_frequency(samples: &[f32], rate: u32) -> f64 {
