@@ -284,3 +284,59 @@ async fn a_full_space_refuses_one_more_and_keeps_its_count() {
     assert_eq!(joined.space.id, id);
     server.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_is_pushed_live_with_topics() {
+    use confab_client::Event;
+    let server = TestServer::start().await.unwrap();
+    let url = server.url();
+    let (watcher, mut streams) = Client::connect(ClientConfig::new(url.clone(), "wat"))
+        .await
+        .unwrap();
+    watcher.watch_directory().await.unwrap();
+    let mut next_directory = async || loop {
+        match within(10, "a directory update", streams.events.recv())
+            .await
+            .unwrap()
+        {
+            Event::Directory(spaces) => break spaces,
+            _ => continue,
+        }
+    };
+    assert!(next_directory().await.is_empty());
+    let (host, _h) = Client::connect(ClientConfig::new(url.clone(), "ada"))
+        .await
+        .unwrap();
+    let topics = vec![
+        "Rust".to_string(),
+        " audio ".to_string(),
+        "rust".to_string(),
+    ];
+    let id = host
+        .create_with_topics("Live now", topics)
+        .await
+        .unwrap()
+        .space
+        .id;
+    let spaces = next_directory().await;
+    assert_eq!(spaces.len(), 1);
+    assert_eq!(spaces[0].id, id);
+    assert_eq!(
+        spaces[0].topics,
+        vec!["Rust".to_string(), "audio".to_string()]
+    );
+    let (listener, _l) = Client::connect(ClientConfig::new(url.clone(), "bob"))
+        .await
+        .unwrap();
+    listener.join(&id).await.unwrap();
+    assert_eq!(next_directory().await[0].listeners, 1);
+    host.end().await.unwrap();
+    assert!(next_directory().await.is_empty());
+    // Too many or too long topics are refused.
+    let many: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+    match host.create_with_topics("Too many", many).await {
+        Err(ClientError::Server { code, .. }) => assert_eq!(code, ErrorCode::InvalidInput),
+        other => panic!("{other:?}"),
+    }
+    server.handle.shutdown().await;
+}

@@ -97,6 +97,8 @@ pub enum Event {
         space: SpaceId,
         reason: EndReason,
     },
+    /// The live directory changed (after [`Client::watch_directory`]).
+    Directory(Vec<SpaceSummary>),
     /// An error the server sent that answered no request of ours.
     ServerError {
         code: ErrorCode,
@@ -154,7 +156,12 @@ impl Mic {
 }
 
 enum Cmd {
-    Create(String, oneshot::Sender<Result<Joined, ClientError>>),
+    Create(
+        String,
+        Vec<String>,
+        oneshot::Sender<Result<Joined, ClientError>>,
+    ),
+    Watch(oneshot::Sender<Result<(), ClientError>>),
     Join(SpaceId, oneshot::Sender<Result<Joined, ClientError>>),
     Resume(
         SpaceId,
@@ -287,7 +294,22 @@ impl Client {
 
     /// Opens a space with us as its host; media starts negotiating at once.
     pub async fn create(&self, title: &str) -> Result<Joined, ClientError> {
-        self.ask(|tx| Cmd::Create(title.to_owned(), tx)).await
+        self.create_with_topics(title, Vec::new()).await
+    }
+
+    /// Opens a space with up to three topics.
+    pub async fn create_with_topics(
+        &self,
+        title: &str,
+        topics: Vec<String>,
+    ) -> Result<Joined, ClientError> {
+        self.ask(|tx| Cmd::Create(title.to_owned(), topics, tx))
+            .await
+    }
+
+    /// Subscribes to the live directory: an [`Event::Directory`] now and after each change.
+    pub async fn watch_directory(&self) -> Result<(), ClientError> {
+        self.ask(Cmd::Watch).await
     }
 
     /// Joins a live space as a listener.
@@ -392,8 +414,8 @@ impl Task {
 
     async fn command(&mut self, cmd: Cmd) -> Result<(), ClientError> {
         match cmd {
-            Cmd::Create(title, tx) => {
-                self.send(&ClientMsg::Create { title }).await?;
+            Cmd::Create(title, topics, tx) => {
+                self.send(&ClientMsg::Create { title, topics }).await?;
                 self.pending.push_back(Pending::Joined(tx));
             }
             Cmd::Join(space, tx) => {
@@ -411,6 +433,10 @@ impl Task {
             Cmd::Leave(tx) => {
                 self.send(&ClientMsg::Leave).await?;
                 self.stop_media().await;
+                let _ = tx.send(Ok(()));
+            }
+            Cmd::Watch(tx) => {
+                self.send(&ClientMsg::Watch).await?;
                 let _ = tx.send(Ok(()));
             }
             Cmd::Mic(tx) => match &self.mic {
@@ -489,6 +515,7 @@ impl Task {
                 Some(Pending::End(tx)) => drop(tx.send(Err(ClientError::Server { code, message }))),
                 None => self.emit(Event::ServerError { code, message }).await,
             },
+            ServerMsg::Directory { spaces } => self.emit(Event::Directory(spaces)).await,
             ServerMsg::Welcome { .. } => {}
             _ => {}
         }

@@ -10,6 +10,8 @@ pub struct SpaceSummary {
     pub id: SpaceId,
     pub title: String,
     pub host: String,
+    #[serde(default)]
+    pub topics: Vec<String>,
     pub listeners: u32,
 }
 
@@ -19,6 +21,8 @@ pub struct SpaceDetails {
     pub id: SpaceId,
     pub title: String,
     pub host: String,
+    #[serde(default)]
+    pub topics: Vec<String>,
     pub state: SpaceState,
     pub listeners: u32,
     /// Seconds since the Unix epoch.

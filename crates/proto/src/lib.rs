@@ -33,3 +33,9 @@ pub const MAX_TITLE_CHARS: usize = 120;
 
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+
+/// Most topics a space may have.
+pub const MAX_TOPICS: usize = 3;
+
+/// Longest topic, in characters.
+pub const MAX_TOPIC_CHARS: usize = 32;

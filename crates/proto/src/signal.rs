@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{MAX_FRAME_BYTES, ParticipantId, SpaceId};
+use crate::{MAX_FRAME_BYTES, ParticipantId, SpaceId, SpaceSummary};
 
 /// What a client sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,7 +12,14 @@ pub enum ClientMsg {
     /// The first frame on every connection.
     Hello { version: u32, name: String },
     /// Open a new space with the sender as its host.
-    Create { title: String },
+    Create {
+        title: String,
+        /// Up to [`crate::MAX_TOPICS`] topics, each up to [`crate::MAX_TOPIC_CHARS`] characters.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        topics: Vec<String>,
+    },
+    /// Subscribe to the live directory: a [`ServerMsg::Directory`] now and after every change.
+    Watch,
     /// Join a live space as a listener.
     Join { space: SpaceId },
     /// Take the host's seat again after a lost connection or a server restart.
@@ -53,6 +60,8 @@ pub enum ServerMsg {
     },
     /// The space is over; no more media or events will come for it.
     Ended { space: SpaceId, reason: EndReason },
+    /// The live directory (answer to [`ClientMsg::Watch`], then after every change).
+    Directory { spaces: Vec<SpaceSummary> },
     /// A request failed or a frame was refused. The connection stays open unless the error
     /// is [`ErrorCode::UnsupportedVersion`].
     Error { code: ErrorCode, message: String },
@@ -195,7 +204,9 @@ impl DecodeError {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["hello", "create", "join", "resume", "offer", "leave", "end"];
+const CLIENT_TYPES: &[&str] = &[
+    "hello", "create", "watch", "join", "resume", "offer", "leave", "end",
+];
 const SERVER_TYPES: &[&str] = &[
     "welcome",
     "joined",
@@ -204,6 +215,7 @@ const SERVER_TYPES: &[&str] = &[
     "participant_left",
     "slot",
     "ended",
+    "directory",
     "error",
 ];
 
@@ -285,7 +297,9 @@ mod tests {
             },
             ClientMsg::Create {
                 title: "Morning show".into(),
+                topics: vec!["rust".into(), "audio".into()],
             },
+            ClientMsg::Watch,
             ClientMsg::Join {
                 space: "abcdefgh2345".parse().unwrap(),
             },
@@ -333,6 +347,15 @@ mod tests {
             ServerMsg::Ended {
                 space: "abcdefgh2345".parse().unwrap(),
                 reason: EndReason::HostEnded,
+            },
+            ServerMsg::Directory {
+                spaces: vec![SpaceSummary {
+                    id: "abcdefgh2345".parse().unwrap(),
+                    title: "Morning show".into(),
+                    host: "ada".into(),
+                    topics: vec!["rust".into()],
+                    listeners: 3,
+                }],
             },
             ServerMsg::Error {
                 code: ErrorCode::NoSuchSpace,

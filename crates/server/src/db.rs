@@ -16,6 +16,7 @@ pub struct SpaceRecord {
     pub id: SpaceId,
     pub title: String,
     pub host_name: String,
+    pub topics: Vec<String>,
     pub host_token: String,
     pub state: SpaceState,
     pub created_at: i64,
@@ -28,7 +29,8 @@ pub struct Db {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE spaces (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE spaces (
         id TEXT PRIMARY KEY NOT NULL,
         title TEXT NOT NULL,
         host_name TEXT NOT NULL,
@@ -37,7 +39,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE spaces (
         created_at INTEGER NOT NULL,
         ended_at INTEGER
     );
-    CREATE INDEX spaces_by_state ON spaces(state);"];
+    CREATE INDEX spaces_by_state ON spaces(state);",
+    // Topics as a JSON array of strings.
+    "ALTER TABLE spaces ADD COLUMN topics TEXT NOT NULL DEFAULT '[]';",
+];
 
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
@@ -92,18 +97,21 @@ impl Db {
         &self,
         id: &SpaceId,
         title: &str,
+        topics: &[String],
         host_name: &str,
         host_token: &str,
     ) -> anyhow::Result<SpaceRecord> {
         let created_at = now_secs();
+        let topics_json = serde_json::to_string(topics)?;
         self.conn()?.execute(
-            "INSERT INTO spaces (id, title, host_name, host_token, state, created_at) VALUES (?1, ?2, ?3, ?4, 'live', ?5)",
-            params![id.as_str(), title, host_name, host_token, created_at],
+            "INSERT INTO spaces (id, title, topics, host_name, host_token, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'live', ?6)",
+            params![id.as_str(), title, topics_json, host_name, host_token, created_at],
         )?;
         Ok(SpaceRecord {
             id: id.clone(),
             title: title.to_owned(),
             host_name: host_name.to_owned(),
+            topics: topics.to_vec(),
             host_token: host_token.to_owned(),
             state: SpaceState::Live,
             created_at,
@@ -124,7 +132,7 @@ impl Db {
     pub fn space(&self, id: &SpaceId) -> anyhow::Result<Option<SpaceRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, title, host_name, host_token, state, created_at, ended_at FROM spaces WHERE id = ?1",
+            "SELECT id, title, host_name, host_token, state, created_at, ended_at, topics FROM spaces WHERE id = ?1",
         )?;
         Ok(stmt
             .query_row([id.as_str()], row_to_record)
@@ -136,7 +144,7 @@ impl Db {
     pub fn live_spaces(&self) -> anyhow::Result<Vec<SpaceRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, title, host_name, host_token, state, created_at, ended_at FROM spaces WHERE state = 'live' ORDER BY created_at",
+            "SELECT id, title, host_name, host_token, state, created_at, ended_at, topics FROM spaces WHERE state = 'live' ORDER BY created_at",
         )?;
         let rows = stmt.query_map([], row_to_record)?;
         let mut out = Vec::new();
@@ -158,10 +166,14 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<SpaceRecord
         tracing::warn!(id, state, "skipping an unreadable spaces row");
         return Ok(None);
     };
+    // Topics are ours to write; a hand-edited value that does not parse just loses its topics.
+    let topics_json: String = row.get(7)?;
+    let topics = serde_json::from_str(&topics_json).unwrap_or_default();
     Ok(Some(SpaceRecord {
         id,
         title: row.get(1)?,
         host_name: row.get(2)?,
+        topics,
         host_token: row.get(3)?,
         state,
         created_at: row.get(5)?,
@@ -183,10 +195,22 @@ mod tests {
         let path = dir.path().join("db.sqlite3");
         {
             let db = Db::open(&path).unwrap();
-            db.insert_space(&id("aaaaaaaaaaaa"), "One", "ada", "t1")
-                .unwrap();
-            db.insert_space(&id("bbbbbbbbbbbb"), "Two", "bob", "t2")
-                .unwrap();
+            db.insert_space(
+                &id("aaaaaaaaaaaa"),
+                "One",
+                &["rust".to_string()],
+                "ada",
+                "t1",
+            )
+            .unwrap();
+            db.insert_space(
+                &id("bbbbbbbbbbbb"),
+                "Two",
+                &["rust".to_string()],
+                "bob",
+                "t2",
+            )
+            .unwrap();
             db.end_space(&id("bbbbbbbbbbbb")).unwrap();
         }
         let db = Db::open(&path).unwrap();
@@ -194,6 +218,7 @@ mod tests {
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].title, "One");
         assert_eq!(live[0].host_token, "t1");
+        assert_eq!(live[0].topics, vec!["rust".to_string()]);
         let two = db.space(&id("bbbbbbbbbbbb")).unwrap().unwrap();
         assert_eq!(two.state, SpaceState::Ended);
         let ended_at = two.ended_at.unwrap();
@@ -208,16 +233,49 @@ mod tests {
     #[test]
     fn duplicate_ids_are_refused() {
         let db = Db::open_in_memory().unwrap();
-        db.insert_space(&id("aaaaaaaaaaaa"), "One", "ada", "t1")
-            .unwrap();
+        db.insert_space(
+            &id("aaaaaaaaaaaa"),
+            "One",
+            &["rust".to_string()],
+            "ada",
+            "t1",
+        )
+        .unwrap();
         assert!(
-            db.insert_space(&id("aaaaaaaaaaaa"), "Again", "eve", "t2")
-                .is_err()
+            db.insert_space(
+                &id("aaaaaaaaaaaa"),
+                "Again",
+                &["rust".to_string()],
+                "eve",
+                "t2"
+            )
+            .is_err()
         );
         assert_eq!(
             db.space(&id("aaaaaaaaaaaa")).unwrap().unwrap().host_name,
             "ada"
         );
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO spaces (id, title, host_name, host_token, state, created_at) VALUES ('aaaaaaaaaaaa', 'Old', 'ada', 't', 'live', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let old = db.space(&id("aaaaaaaaaaaa")).unwrap().unwrap();
+        assert_eq!(old.title, "Old");
+        assert!(old.topics.is_empty());
+        assert_eq!(db.live_spaces().unwrap().len(), 1);
     }
 
     #[test]

@@ -32,13 +32,19 @@ fn api_error(status: StatusCode, code: ErrorCode, message: String) -> Response {
 }
 
 async fn list_spaces(State(shared): State<Arc<Shared>>) -> Json<Vec<SpaceSummary>> {
+    Json(live_directory(&shared))
+}
+
+/// The live spaces, busiest first.
+pub(crate) fn live_directory(shared: &Shared) -> Vec<SpaceSummary> {
     let mut spaces: Vec<SpaceSummary> = lock(&shared.directory).values().cloned().collect();
     spaces.sort_by(|a, b| {
         b.listeners
             .cmp(&a.listeners)
             .then_with(|| a.title.cmp(&b.title))
+            .then_with(|| a.id.cmp(&b.id))
     });
-    Json(spaces)
+    spaces
 }
 
 async fn space_details(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
@@ -65,6 +71,7 @@ async fn space_details(State(shared): State<Arc<Shared>>, Path(id): Path<String>
                 id: rec.id,
                 title: rec.title,
                 host: rec.host_name,
+                topics: rec.topics,
                 state: rec.state,
                 listeners,
                 created_at: rec.created_at,

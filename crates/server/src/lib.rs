@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) rooms: Mutex<HashMap<SpaceId, room::RoomHandle>>,
     /// What the live directory shows, kept current by each room task.
     pub(crate) directory: Mutex<HashMap<SpaceId, SpaceSummary>>,
+    /// Bumped on every change of `directory`, so watchers know to send a new snapshot.
+    pub(crate) directory_changed: watch::Sender<u64>,
     pub(crate) next_participant: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -95,6 +97,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         db,
         rooms: Mutex::new(HashMap::new()),
         directory: Mutex::new(HashMap::new()),
+        directory_changed: watch::channel(0).0,
         next_participant: AtomicU64::new(1),
         shutdown: shutdown_rx.clone(),
     });

@@ -83,6 +83,7 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     room: Room,
     token: String,
+    topics: Vec<String>,
     host: Option<(ParticipantId, Conn)>,
 ) -> RoomHandle {
     let (tx, rx) = mpsc::channel(256);
@@ -90,6 +91,7 @@ pub(crate) fn spawn(
         shared,
         room,
         token,
+        topics,
         conns: HashMap::new(),
         speakers: Vec::new(),
         receivers: HashSet::new(),
@@ -118,7 +120,7 @@ pub(crate) fn restore_live_spaces(shared: &Arc<Shared>) -> anyhow::Result<()> {
             now,
         );
         tracing::info!(space = %rec.id, "restored live space; waiting for its host");
-        let handle = spawn(Arc::clone(shared), room, rec.host_token, None);
+        let handle = spawn(Arc::clone(shared), room, rec.host_token, rec.topics, None);
         lock(&shared.rooms).insert(rec.id, handle);
     }
     Ok(())
@@ -134,6 +136,7 @@ struct RoomActor {
     shared: Arc<Shared>,
     room: Room,
     token: String,
+    topics: Vec<String>,
     conns: HashMap<ParticipantId, Conn>,
     /// Speakers in the order they started; the first RECV_SLOTS get slots.
     speakers: Vec<ParticipantId>,
@@ -166,7 +169,9 @@ impl RoomActor {
         // Forwarders stop with the room; connections learn of the end from `Ended`.
         self.uplinks.clear();
         let id = self.room.id().clone();
-        lock(&self.shared.directory).remove(&id);
+        if lock(&self.shared.directory).remove(&id).is_some() {
+            self.shared.directory_changed.send_modify(|v| *v += 1);
+        }
         if self.ended {
             lock(&self.shared.rooms).remove(&id);
         }
@@ -310,16 +315,26 @@ impl RoomActor {
             }
         }
         let id = self.room.id().clone();
-        if self.ended {
-            lock(&self.shared.directory).remove(&id);
+        let changed = if self.ended {
+            lock(&self.shared.directory).remove(&id).is_some()
         } else {
             let summary = SpaceSummary {
                 id: id.clone(),
                 title: self.room.title().to_owned(),
                 host: self.room.host_name().to_owned(),
+                topics: self.topics.clone(),
                 listeners: self.room.listener_count(),
             };
-            lock(&self.shared.directory).insert(id, summary);
+            let mut dir = lock(&self.shared.directory);
+            if dir.get(&id) == Some(&summary) {
+                false
+            } else {
+                dir.insert(id, summary);
+                true
+            }
+        };
+        if changed {
+            self.shared.directory_changed.send_modify(|v| *v += 1);
         }
     }
 

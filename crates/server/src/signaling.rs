@@ -7,13 +7,13 @@ use std::time::Instant;
 use axum::extract::ws::{Message, WebSocket};
 use confab_core::Room;
 use confab_proto::{
-    ClientMsg, ErrorCode, MAX_NAME_CHARS, MAX_TITLE_CHARS, PROTOCOL_VERSION, ParticipantId, Role,
-    ServerMsg, SpaceId, SpaceState, decode_client, encode,
+    ClientMsg, ErrorCode, MAX_NAME_CHARS, MAX_TITLE_CHARS, MAX_TOPIC_CHARS, MAX_TOPICS,
+    PROTOCOL_VERSION, ParticipantId, Role, ServerMsg, SpaceId, SpaceState, decode_client, encode,
 };
 use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
 use futures_util::{SinkExt, StreamExt};
 use rand::RngExt as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::Shared;
 use crate::room::{self, Refusal, RoomCmd, lock};
@@ -21,6 +21,9 @@ use crate::room::{self, Refusal, RoomCmd, lock};
 /// A connection that sends this many refused frames in a row is closed: it is broken or
 /// hostile, and answering forever costs us.
 const MAX_CONSECUTIVE_ERRORS: u32 = 32;
+
+/// How long directory changes are gathered before one snapshot goes to a watcher.
+const DIRECTORY_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How long a new connection may take to send `hello`.
 const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -32,6 +35,8 @@ struct Conn {
     room: Option<(SpaceId, mpsc::Sender<RoomCmd>)>,
     session: Option<PeerSession>,
     out: mpsc::Sender<ServerMsg>,
+    /// Set once the client asked for directory updates.
+    watching: Option<watch::Receiver<u64>>,
     close: bool,
 }
 
@@ -47,6 +52,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
         room: None,
         session: None,
         out: out_tx,
+        watching: None,
         close: false,
     };
     let mut errors_in_a_row = 0;
@@ -93,6 +99,17 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
                 }
                 if send(&mut sink, &msg).await.is_err() { break; }
             }
+            true = directory_changed(&mut conn.watching) => {
+                // Coalesce a burst of changes (a join storm) into one snapshot.
+                tokio::time::sleep(DIRECTORY_DEBOUNCE).await;
+                if let Some(rx) = conn.watching.as_mut() {
+                    rx.borrow_and_update();
+                }
+                let spaces = crate::http::live_directory(&conn.shared);
+                if send(&mut sink, &ServerMsg::Directory { spaces }).await.is_err() {
+                    break;
+                }
+            }
             Some(event) = next_event(&mut conn.session) => {
                 conn.on_media_event(event).await;
             }
@@ -108,6 +125,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
     conn.leave(true).await;
     let _ = sink.close().await;
     tracing::debug!(participant = %who, "signaling closed");
+}
+
+/// Resolves when the directory changed (true), or never when not watching.
+async fn directory_changed(watching: &mut Option<watch::Receiver<u64>>) -> bool {
+    match watching {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_event(session: &mut Option<PeerSession>) -> Option<SessionEvent> {
@@ -150,6 +175,24 @@ fn clean(field: &str, value: &str, max: usize) -> Result<String, Refusal> {
     Err((ErrorCode::InvalidInput, problem))
 }
 
+/// Trims, bounds and de-duplicates (case-insensitively) a space's topics.
+fn clean_topics(topics: &[String]) -> Result<Vec<String>, Refusal> {
+    if topics.len() > MAX_TOPICS {
+        return Err((
+            ErrorCode::InvalidInput,
+            format!("a space has at most {MAX_TOPICS} topics"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(topics.len());
+    for t in topics {
+        let t = clean("topic", t, MAX_TOPIC_CHARS)?;
+        if !out.iter().any(|o| o.to_lowercase() == t.to_lowercase()) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
 fn random_space_id() -> SpaceId {
     let bytes: [u8; SpaceId::LEN] = rand::rng().random();
     SpaceId::from_entropy(bytes)
@@ -176,7 +219,15 @@ impl Conn {
             ClientMsg::Hello { .. } => {
                 vec![error(ErrorCode::HelloFirst, "hello was already received")]
             }
-            ClientMsg::Create { title } => self.create(&name, &title).await,
+            ClientMsg::Create { title, topics } => self.create(&name, &title, &topics).await,
+            ClientMsg::Watch => {
+                if self.watching.is_none() {
+                    let mut rx = self.shared.directory_changed.subscribe();
+                    rx.mark_changed();
+                    self.watching = Some(rx);
+                }
+                Vec::new()
+            }
             ClientMsg::Join { space } => self.join(&name, space).await,
             ClientMsg::Resume { space, host_token } => self.resume(&name, space, host_token).await,
             ClientMsg::Offer { sdp } => self.offer(sdp).await,
@@ -215,7 +266,7 @@ impl Conn {
         }
     }
 
-    async fn create(&mut self, name: &str, title: &str) -> Vec<ServerMsg> {
+    async fn create(&mut self, name: &str, title: &str, topics: &[String]) -> Vec<ServerMsg> {
         if self.room.is_some() {
             return vec![error(ErrorCode::AlreadyInSpace, "leave your space first")];
         }
@@ -223,15 +274,24 @@ impl Conn {
             Ok(t) => t,
             Err(e) => return vec![refusal(e)],
         };
+        let topics = match clean_topics(topics) {
+            Ok(t) => t,
+            Err(e) => return vec![refusal(e)],
+        };
         let id = random_space_id();
         let token = random_token();
         let shared = Arc::clone(&self.shared);
-        let (db_id, db_title, db_name, db_token) =
-            (id.clone(), title.clone(), name.to_owned(), token.clone());
+        let (db_id, db_title, db_topics, db_name, db_token) = (
+            id.clone(),
+            title.clone(),
+            topics.clone(),
+            name.to_owned(),
+            token.clone(),
+        );
         let inserted = tokio::task::spawn_blocking(move || {
             shared
                 .db
-                .insert_space(&db_id, &db_title, &db_name, &db_token)
+                .insert_space(&db_id, &db_title, &db_topics, &db_name, &db_token)
         })
         .await;
         if !matches!(inserted, Ok(Ok(_))) {
@@ -254,6 +314,7 @@ impl Conn {
             Arc::clone(&self.shared),
             room,
             token.clone(),
+            topics,
             Some((self.who, self.out.clone())),
         );
         self.room = Some((id.clone(), handle.sender()));

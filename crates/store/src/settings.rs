@@ -1,0 +1,147 @@
+//! App settings: a string per key.
+//!
+//! The typed helpers use the keys `server_url`, `display_name`, `input_device` and
+//! `output_device`; [`Store::get_setting`] reads the same values under those names.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::{Store, StoreError};
+
+const SERVER_URL: &str = "server_url";
+const DISPLAY_NAME: &str = "display_name";
+const INPUT_DEVICE: &str = "input_device";
+const OUTPUT_DEVICE: &str = "output_device";
+
+impl Store {
+    /// The value stored under `key`, if any (an unreadable value counts as none).
+    pub fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+            .query_row([key], |row| Ok(row.get(0).ok()))
+            .optional()?
+            .flatten())
+    }
+
+    /// Stores `value` under `key`, replacing any previous value.
+    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Removes `key`. Returns `true` if it had a value.
+    pub fn remove_setting(&mut self, key: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .conn
+            .execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        Ok(removed == 1)
+    }
+
+    fn set_or_remove(&mut self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+        match value {
+            Some(value) => self.set_setting(key, value),
+            None => self.remove_setting(key).map(drop),
+        }
+    }
+
+    /// The server the app talks to.
+    pub fn server_url(&self) -> Result<Option<String>, StoreError> {
+        self.get_setting(SERVER_URL)
+    }
+
+    /// Sets the server URL; `None` forgets it.
+    pub fn set_server_url(&mut self, url: Option<&str>) -> Result<(), StoreError> {
+        self.set_or_remove(SERVER_URL, url)
+    }
+
+    /// The name the user goes by in spaces.
+    pub fn display_name(&self) -> Result<Option<String>, StoreError> {
+        self.get_setting(DISPLAY_NAME)
+    }
+
+    /// Sets the display name; `None` forgets it.
+    pub fn set_display_name(&mut self, name: Option<&str>) -> Result<(), StoreError> {
+        self.set_or_remove(DISPLAY_NAME, name)
+    }
+
+    /// The chosen microphone, by device name; `None` means the system default.
+    pub fn input_device(&self) -> Result<Option<String>, StoreError> {
+        self.get_setting(INPUT_DEVICE)
+    }
+
+    /// Chooses the microphone; `None` goes back to the system default.
+    pub fn set_input_device(&mut self, device: Option<&str>) -> Result<(), StoreError> {
+        self.set_or_remove(INPUT_DEVICE, device)
+    }
+
+    /// The chosen speakers or headphones, by device name; `None` means the system default.
+    pub fn output_device(&self) -> Result<Option<String>, StoreError> {
+        self.get_setting(OUTPUT_DEVICE)
+    }
+
+    /// Chooses the output device; `None` goes back to the system default.
+    pub fn set_output_device(&mut self, device: Option<&str>) -> Result<(), StoreError> {
+        self.set_or_remove(OUTPUT_DEVICE, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_set_replace_and_remove() {
+        let mut store = Store::open_in_memory().unwrap();
+        assert_eq!(store.get_setting("theme").unwrap(), None);
+        store.set_setting("theme", "dark").unwrap();
+        store.set_setting("theme", "light").unwrap();
+        assert_eq!(
+            store.get_setting("theme").unwrap().as_deref(),
+            Some("light")
+        );
+        store.set_setting("empty", "").unwrap();
+        assert_eq!(store.get_setting("empty").unwrap().as_deref(), Some(""));
+        assert!(store.remove_setting("theme").unwrap());
+        assert!(!store.remove_setting("theme").unwrap());
+        assert_eq!(store.get_setting("theme").unwrap(), None);
+    }
+
+    #[test]
+    fn typed_helpers_round_trip_and_none_removes() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .set_server_url(Some("https://confab.example"))
+            .unwrap();
+        store.set_display_name(Some("Ada")).unwrap();
+        store.set_input_device(Some("USB Mic")).unwrap();
+        store.set_output_device(Some("Headphones")).unwrap();
+        assert_eq!(
+            store.server_url().unwrap().as_deref(),
+            Some("https://confab.example")
+        );
+        assert_eq!(store.display_name().unwrap().as_deref(), Some("Ada"));
+        assert_eq!(store.input_device().unwrap().as_deref(), Some("USB Mic"));
+        assert_eq!(
+            store.output_device().unwrap().as_deref(),
+            Some("Headphones")
+        );
+        assert_eq!(
+            store.get_setting("display_name").unwrap().as_deref(),
+            Some("Ada")
+        );
+
+        store.set_input_device(None).unwrap();
+        assert_eq!(store.input_device().unwrap(), None);
+        assert_eq!(store.get_setting("input_device").unwrap(), None);
+        // Removing what is not there is fine.
+        store.set_input_device(None).unwrap();
+        assert_eq!(
+            store.output_device().unwrap().as_deref(),
+            Some("Headphones")
+        );
+    }
+}
