@@ -11,6 +11,7 @@
 
 mod http;
 mod ids;
+pub mod ipc;
 mod signal;
 
 pub use http::{ApiError, SpaceDetails, SpaceSummary};
