@@ -149,6 +149,23 @@ impl Mic {
         self.tx.send(frame).await.map_err(|_| ClientError::Closed)
     }
 
+    /// Queues a frame without waiting; fails when the encoder is behind (the frame is dropped)
+    /// or gone. For callers outside async code, such as a device-reading thread.
+    pub fn try_send(&self, frame: Vec<f32>) -> Result<(), ClientError> {
+        if frame.len() != FRAME_SAMPLES {
+            return Err(ClientError::Media(format!(
+                "a microphone frame is {FRAME_SAMPLES} samples, got {}",
+                frame.len()
+            )));
+        }
+        self.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                ClientError::Media("the encoder is behind; frame dropped".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
+        })
+    }
+
     /// The RTP timestamp of the first frame.
     pub fn base_timestamp(&self) -> u32 {
         self.base_timestamp
@@ -171,6 +188,7 @@ enum Cmd {
     End(oneshot::Sender<Result<(), ClientError>>),
     Leave(oneshot::Sender<Result<(), ClientError>>),
     Mic(oneshot::Sender<Result<Mic, ClientError>>),
+    DropMedia(oneshot::Sender<Result<(), ClientError>>),
     Close,
 }
 
@@ -338,6 +356,11 @@ impl Client {
         self.ask(Cmd::Mic).await
     }
 
+    /// Closes the media session without telling the server (it already knows: the space ended).
+    pub async fn drop_media(&self) -> Result<(), ClientError> {
+        self.ask(Cmd::DropMedia).await
+    }
+
     /// Closes the connection.
     pub async fn close(&self) {
         let _ = self.cmd.send(Cmd::Close).await;
@@ -432,6 +455,10 @@ impl Task {
             }
             Cmd::Leave(tx) => {
                 self.send(&ClientMsg::Leave).await?;
+                self.stop_media().await;
+                let _ = tx.send(Ok(()));
+            }
+            Cmd::DropMedia(tx) => {
                 self.stop_media().await;
                 let _ = tx.send(Ok(()));
             }

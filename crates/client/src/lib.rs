@@ -6,6 +6,7 @@
 //! whatever plays or records them. There is no Tauri here and no device code in the
 //! connection: the caller decides where audio comes from ([`Mic`]) and goes.
 
+pub mod app;
 pub mod cli;
 mod connection;
 mod recorder;
