@@ -5,7 +5,7 @@ set -euo pipefail
 what=${1:-test}
 
 build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-dev)
-test_pkgs=(pulseaudio pulseaudio-utils sox)
+test_pkgs=(pulseaudio pulseaudio-utils sox xvfb xauth dbus dbus-x11 dunst libnotify-bin imagemagick)
 pkgs=("${build_pkgs[@]}")
 if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); fi
 

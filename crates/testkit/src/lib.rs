@@ -1,6 +1,6 @@
 //! Test support shared by Confab's crates: a private PulseAudio daemon with virtual devices
-//! (`pulse`), speech-like test signals and the measures that say whether audio arrived intact
-//! (`signal`). Only tests and benchmarks depend on it; it never ships in a product binary.
+//! (`pulse`), a private desktop with a notification daemon and WebDriver (`desktop`),
+//! speech-like test signals and the measures that say whether audio arrived intact (`signal`). Only tests and benchmarks depend on it; it never ships in a product binary.
 
 #![allow(
     clippy::expect_used,
@@ -8,5 +8,6 @@
     reason = "test support fails loudly: a broken harness must stop the test, not hide"
 )]
 
+pub mod desktop;
 pub mod pulse;
 pub mod signal;
