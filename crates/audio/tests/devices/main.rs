@@ -1,10 +1,8 @@
-//! Real-time device tests on a private PulseAudio daemon (see `pulse.rs`): the microphone hears
+//! Real-time device tests on a private PulseAudio daemon (`confab_testkit::pulse`): the microphone hears
 //! what is played into it, and what Confab plays reaches the speaker.
 //!
 //! One `#[test]` runs every check in turn: the process environment must point at the daemon
 //! before the first cpal call, and the daemon lives exactly as long as that test.
-
-mod pulse;
 
 use std::f32::consts::TAU;
 use std::io::Read;
@@ -13,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use confab_audio::{AudioError, Capture, Playback, SAMPLE_RATE, WavWriter};
-use pulse::{KillOnDrop, PulseDaemon};
+use confab_testkit::pulse::{KillOnDrop, PulseDaemon};
 
 const TONE_HZ: f32 = 1000.0;
 const TONE_AMPLITUDE: f32 = 0.5;
