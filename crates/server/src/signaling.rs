@@ -344,34 +344,38 @@ impl Conn {
     }
 
     async fn join(&mut self, name: &str, id: SpaceId) -> Vec<ServerMsg> {
-        if self.room.is_some() {
-            return vec![error(ErrorCode::AlreadyInSpace, "leave your space first")];
-        }
-        let Some(tx) = room::find(&self.shared, &id) else {
-            return vec![self.missing(&id).await];
-        };
-        let (reply, rx) = oneshot::channel();
-        let cmd = RoomCmd::Join {
-            who: self.who,
-            name: name.to_owned(),
-            conn: self.out.clone(),
+        let (who, name, conn) = (self.who, name.to_owned(), self.out.clone());
+        self.enter(id, Role::Listener, None, |reply| RoomCmd::Join {
+            who,
+            name,
+            conn,
             reply,
-        };
-        match ask(&tx, cmd, rx).await {
-            Some(Ok(info)) => {
-                self.room = Some((id, tx));
-                vec![ServerMsg::Joined {
-                    space: info,
-                    role: Role::Listener,
-                    host_token: None,
-                }]
-            }
-            Some(Err(r)) => vec![refusal(r)],
-            None => vec![self.missing(&id).await],
-        }
+        })
+        .await
     }
 
     async fn resume(&mut self, name: &str, id: SpaceId, token: String) -> Vec<ServerMsg> {
+        let (who, name, conn) = (self.who, name.to_owned(), self.out.clone());
+        let host_token = Some(token.clone());
+        self.enter(id, Role::Host, host_token, |reply| RoomCmd::Resume {
+            who,
+            name,
+            token,
+            conn,
+            reply,
+        })
+        .await
+    }
+
+    /// Asks room `id` to let us in with the command `make` builds; on success we are in it
+    /// with `role`.
+    async fn enter(
+        &mut self,
+        id: SpaceId,
+        role: Role,
+        host_token: Option<String>,
+        make: impl FnOnce(oneshot::Sender<Result<confab_proto::SpaceInfo, Refusal>>) -> RoomCmd,
+    ) -> Vec<ServerMsg> {
         if self.room.is_some() {
             return vec![error(ErrorCode::AlreadyInSpace, "leave your space first")];
         }
@@ -379,20 +383,13 @@ impl Conn {
             return vec![self.missing(&id).await];
         };
         let (reply, rx) = oneshot::channel();
-        let cmd = RoomCmd::Resume {
-            who: self.who,
-            name: name.to_owned(),
-            token: token.clone(),
-            conn: self.out.clone(),
-            reply,
-        };
-        match ask(&tx, cmd, rx).await {
-            Some(Ok(info)) => {
+        match ask(&tx, make(reply), rx).await {
+            Some(Ok(space)) => {
                 self.room = Some((id, tx));
                 vec![ServerMsg::Joined {
-                    space: info,
-                    role: Role::Host,
-                    host_token: Some(token),
+                    space,
+                    role,
+                    host_token,
                 }]
             }
             Some(Err(r)) => vec![refusal(r)],
