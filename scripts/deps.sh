@@ -4,8 +4,16 @@
 set -euo pipefail
 what=${1:-test}
 
-build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-dev)
-test_pkgs=(pulseaudio pulseaudio-utils sox xvfb xauth dbus dbus-x11 dunst libnotify-bin imagemagick)
+# Audio stack (libopus via cmake, ALSA/PulseAudio), then the desktop app (Tauri v2: WebKitGTK,
+# GTK, the tray's appindicator, librsvg for icons, libxdo; `file` and patchelf for bundling).
+build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-dev
+  file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
+  patchelf)
+# Virtual audio devices; a virtual display, a session bus and a notification daemon for the
+# app's window and notifications (a scripted one in python3-dbus for the unit test);
+# ImageMagick and xdotool for screenshots.
+test_pkgs=(pulseaudio pulseaudio-utils sox xvfb xauth dbus dbus-x11 dunst libnotify-bin imagemagick xdotool
+  python3-dbus python3-gi)
 pkgs=("${build_pkgs[@]}")
 if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); fi
 

@@ -6,6 +6,7 @@ use crate::{ErrorCode, SpaceId, SpaceState};
 
 /// One line of the live directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SpaceSummary {
     pub id: SpaceId,
     pub title: String,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A space's public id: 12 characters of lowercase base32 (`a-z`, `2-7`), as it appears in
 /// URLs and in `confab://space/<ID>` links.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(try_from = "String", into = "String")]
 pub struct SpaceId(String);
 
@@ -71,6 +72,7 @@ impl fmt::Display for SpaceId {
 /// A participant within one server process: unique per connection, never reused while the
 /// process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(transparent)]
 pub struct ParticipantId(pub u64);
 

@@ -12,6 +12,7 @@ use crate::{
 
 /// Everything the UI needs to draw itself from scratch (on start or after a reload).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct AppState {
     /// The profile this instance runs as (`confab --profile NAME`).
@@ -33,6 +34,7 @@ pub struct AppState {
 
 /// A followed host as the UI shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct FollowedHost {
     pub host: String,
@@ -46,6 +48,7 @@ pub struct FollowedHost {
 
 /// The space this instance is in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct CurrentSpace {
     pub space: SpaceInfo,
@@ -58,6 +61,7 @@ pub struct CurrentSpace {
 
 /// Something the UI should redraw or show. Sent as the Tauri event `app-event`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "type", rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum AppEvent {
@@ -94,6 +98,7 @@ pub enum AppEvent {
 
 /// User settings, as the settings page edits them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
     /// Another server to use; `None` means the embedded one.
@@ -107,6 +112,7 @@ pub struct Settings {
 
 /// One audio device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
     pub id: String,
@@ -115,6 +121,7 @@ pub struct Device {
 
 /// The devices the settings page offers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct Devices {
     pub inputs: Vec<Device>,
@@ -123,6 +130,7 @@ pub struct Devices {
 
 /// Every failed IPC command returns this: a stable code for the UI and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 #[error("{message}")]
 pub struct IpcError {
@@ -132,6 +140,7 @@ pub struct IpcError {
 
 /// Codes of [`IpcError`]: the server's codes plus the app's own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(tag = "kind", content = "code", rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum IpcErrorCode {

@@ -69,6 +69,7 @@ pub enum ServerMsg {
 
 /// Why a space ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EndReason {
@@ -82,6 +83,7 @@ pub enum EndReason {
 
 /// A space as a participant sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SpaceInfo {
     pub id: SpaceId,
     pub title: String,
@@ -92,6 +94,7 @@ pub struct SpaceInfo {
 
 /// Whether a space is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SpaceState {
@@ -120,6 +123,7 @@ impl SpaceState {
 
 /// One person in a space.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ParticipantInfo {
     pub id: ParticipantId,
     pub name: String,
@@ -128,6 +132,7 @@ pub struct ParticipantInfo {
 
 /// What a participant may do in a space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Role {
@@ -144,6 +149,7 @@ impl Role {
 
 /// Stable error codes: clients match on these, never on message text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {

@@ -1,0 +1,119 @@
+//! The IPC commands. Each one translates its arguments and delegates to
+//! [`confab_client::app::App`]; failures cross as [`IpcError`] `{ code, message }`.
+//! (They live in a module because a `#[tauri::command] pub fn` at the crate root clashes with
+//! the macro's own items.)
+
+use confab_client::app::App;
+use confab_proto::ipc::{AppState, CurrentSpace, Devices, IpcError, IpcErrorCode, Settings};
+use confab_proto::{SpaceId, SpaceSummary};
+use tauri::State;
+
+type Result<T> = std::result::Result<T, IpcError>;
+
+/// Everything the UI draws from, now.
+#[tauri::command]
+#[specta::specta]
+pub async fn get_state(app: State<'_, App>) -> Result<AppState> {
+    Ok(app.state().await)
+}
+
+/// Opens a space with us as host.
+#[tauri::command]
+#[specta::specta]
+pub async fn create_space(
+    app: State<'_, App>,
+    title: String,
+    topics: Vec<String>,
+) -> Result<CurrentSpace> {
+    app.create_space(title, topics).await
+}
+
+/// Joins a live space as a listener; `id` is checked here so a bad one is `invalidInput`.
+#[tauri::command]
+#[specta::specta]
+pub async fn join_space(app: State<'_, App>, id: String) -> Result<CurrentSpace> {
+    let id: SpaceId = id
+        .parse()
+        .map_err(|e: confab_proto::SpaceIdError| IpcError {
+            code: IpcErrorCode::InvalidInput,
+            message: e.to_string(),
+        })?;
+    app.join_space(id).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn leave_space(app: State<'_, App>) -> Result<()> {
+    app.leave_space().await
+}
+
+/// Ends our space (the server checks that we host it).
+#[tauri::command]
+#[specta::specta]
+pub async fn end_space(app: State<'_, App>) -> Result<()> {
+    app.end_space().await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_muted(app: State<'_, App>, muted: bool) -> Result<()> {
+    app.set_muted(muted).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn follow(app: State<'_, App>, host: String) -> Result<()> {
+    app.follow(host).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn unfollow(app: State<'_, App>, host: String) -> Result<()> {
+    app.unfollow(host).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_settings(app: State<'_, App>) -> Result<Settings> {
+    app.settings().await
+}
+
+/// Saves settings; a new server takes effect when the app restarts.
+#[tauri::command]
+#[specta::specta]
+pub async fn save_settings(app: State<'_, App>, settings: Settings) -> Result<()> {
+    app.save_settings(settings).await
+}
+
+/// The microphones and speakers to pick from (enumerating may block: not on the main thread).
+#[tauri::command]
+#[specta::specta]
+pub async fn list_devices(app: State<'_, App>) -> Result<Devices> {
+    let app = App::clone(&app);
+    tauri::async_runtime::spawn_blocking(move || app.devices())
+        .await
+        .map_err(|e| IpcError {
+            code: IpcErrorCode::Internal,
+            message: format!("listing devices: {e}"),
+        })?
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn play_test_sound(app: State<'_, App>) -> Result<()> {
+    app.play_test_sound().await
+}
+
+/// Starts (`on`) or stops the `inputLevel` events the settings page's meter draws.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_level_meter(app: State<'_, App>, on: bool) -> Result<()> {
+    app.set_level_meter(on).await
+}
+
+/// Live spaces whose title, host or a topic contains `query`.
+#[tauri::command]
+#[specta::specta]
+pub async fn search(app: State<'_, App>, query: String) -> Result<Vec<SpaceSummary>> {
+    Ok(app.search(&query))
+}

@@ -1,0 +1,36 @@
+//! The one window. Closing it hides it (the app lives on in the tray, so followed hosts still
+//! notify); "Quit" in the tray ends the app.
+
+use tauri::{
+    AppHandle, Manager, Runtime, WebviewUrl, WebviewWindow, WebviewWindowBuilder, Window,
+    WindowEvent,
+};
+
+/// The window's label; capabilities/main.json grants the UI's permissions to this label only.
+pub(crate) const MAIN: &str = "main";
+
+/// Opens the window on the bundled UI.
+pub(crate) fn open<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<WebviewWindow<R>> {
+    WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+        .title("Confab")
+        .inner_size(1280.0, 800.0)
+        .min_inner_size(720.0, 520.0)
+        .build()
+}
+
+/// Brings the window back from the tray (or from behind other windows).
+pub(crate) fn show<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(window) = app.get_webview_window(MAIN) {
+        let _ = window.show();
+        let _ = window.unminimize();
+        let _ = window.set_focus();
+    }
+}
+
+/// Hides instead of closing.
+pub(crate) fn on_event<R: Runtime>(window: &Window<R>, event: &WindowEvent) {
+    if let WindowEvent::CloseRequested { api, .. } = event {
+        api.prevent_close();
+        let _ = window.hide();
+    }
+}

@@ -1,0 +1,154 @@
+// Settings: display name, microphone and speaker (with a live input meter and a test sound),
+// and the server. The meter runs only while this page is open.
+
+import { useEffect, useState } from "preact/hooks";
+import type { Act } from "./app";
+import type { AppState, Devices, Settings } from "./bindings";
+import { api, messageOf, subscribeLevel } from "./ipc";
+import { Icon } from "./ui";
+
+type Props = { app: AppState; act: Act };
+
+export function SettingsView({ app, act }: Props) {
+  const [settings, setSettings] = useState<Settings | null>(null);
+  const [devices, setDevices] = useState<Devices | null>(null);
+  const [deviceError, setDeviceError] = useState<string | null>(null);
+  const [saved, setSaved] = useState(false);
+  const [busy, setBusy] = useState(false);
+
+  useEffect(() => {
+    api.getSettings().then(setSettings, (e) => setDeviceError(messageOf(e)));
+    api.listDevices().then(setDevices, (e) => setDeviceError(messageOf(e)));
+    api.setLevelMeter(true).catch((e) => setDeviceError(messageOf(e)));
+    return () => {
+      api.setLevelMeter(false).catch(() => {});
+    };
+  }, []);
+
+  if (settings === null) return <p class="loading">Loading settings…</p>;
+  const edit = (patch: Partial<Settings>) => {
+    setSettings({ ...settings, ...patch });
+    setSaved(false);
+  };
+
+  const save = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    const clean = { ...settings, serverUrl: settings.serverUrl?.trim() || null };
+    const ok = await act(() => api.saveSettings(clean));
+    setBusy(false);
+    setSaved(ok);
+    // The meter listens to the microphone that was chosen: restart it on the new one.
+    if (ok) await api.setLevelMeter(false).then(() => api.setLevelMeter(true)).catch(() => {});
+  };
+
+  return (
+    <form class="settings" onSubmit={save} aria-labelledby="settings-heading">
+      <header class="settings-head">
+        <h1 id="settings-heading">Settings</h1>
+        <div class="save-row">
+          <button class="primary" type="submit" disabled={busy}>
+            {busy ? "Saving…" : "Save"}
+          </button>
+          {saved && (
+            <span class="saved" role="status">
+              Saved
+            </span>
+          )}
+        </div>
+      </header>
+
+      <section class="card" aria-labelledby="you-heading">
+        <h2 id="you-heading">You</h2>
+        <label class="field">
+          <span>Display name</span>
+          <input
+            value={settings.displayName}
+            maxLength={64}
+            required
+            onInput={(e) => edit({ displayName: e.currentTarget.value })}
+          />
+          <small class="hint">Shown to others in spaces; used from your next connection.</small>
+        </label>
+      </section>
+
+      <section class="card" aria-labelledby="audio-heading">
+        <h2 id="audio-heading">Audio</h2>
+        {deviceError !== null && <p class="hint error">{deviceError}</p>}
+        <label class="field">
+          <span>Microphone</span>
+          <select
+            value={settings.inputDevice ?? ""}
+            onChange={(e) => edit({ inputDevice: e.currentTarget.value || null })}
+          >
+            <option value="">System default</option>
+            {devices?.inputs.map((d) => (
+              <option key={d.id} value={d.id}>
+                {d.description}
+              </option>
+            ))}
+          </select>
+        </label>
+        <Meter />
+        <label class="field">
+          <span>Speaker</span>
+          <select
+            value={settings.outputDevice ?? ""}
+            onChange={(e) => edit({ outputDevice: e.currentTarget.value || null })}
+          >
+            <option value="">System default</option>
+            {devices?.outputs.map((d) => (
+              <option key={d.id} value={d.id}>
+                {d.description}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button type="button" class="secondary" onClick={() => act(() => api.playTestSound())}>
+          <Icon name="speaker" />
+          Play test sound
+        </button>
+      </section>
+
+      <section class="card" aria-labelledby="server-heading">
+        <h2 id="server-heading">Server</h2>
+        <label class="field">
+          <span>Server URL</span>
+          <input
+            type="url"
+            value={settings.serverUrl ?? ""}
+            placeholder="Empty: the server built into Confab"
+            onInput={(e) => edit({ serverUrl: e.currentTarget.value })}
+          />
+          <small class="hint">
+            In use: {app.serverUrl}
+            {app.embeddedServer ? " (built in)" : ""}. A change takes effect when Confab restarts.
+          </small>
+        </label>
+      </section>
+
+    </form>
+  );
+}
+
+/** The microphone's level: RMS as a bar, the peak as a tick, on a -60..0 dBFS scale. */
+function Meter() {
+  const [level, setLevel] = useState({ rms: 0, peak: 0 });
+  useEffect(() => subscribeLevel(setLevel), []);
+  const pct = (x: number) => {
+    const db = 20 * Math.log10(Math.max(x, 1e-6));
+    return Math.round(Math.min(100, Math.max(0, ((db + 60) / 60) * 100)));
+  };
+  const rms = pct(level.rms);
+  return (
+    <div class="meter-row">
+      <span class="meter-label" id="meter-label">
+        Input level
+      </span>
+      <div class="meter" role="meter" aria-labelledby="meter-label" aria-valuemin={0} aria-valuemax={100} aria-valuenow={rms}>
+        <div class="meter-rest" style={{ width: `${100 - rms}%` }} />
+        {level.peak > 0 && <div class="meter-peak" style={{ left: `${pct(level.peak)}%` }} />}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,119 @@
+import { describe, expect, it } from "vitest";
+import type { AppState, CurrentSpace, SpaceSummary } from "./bindings";
+import { ago, initials, parseTopics, ordered } from "./format";
+import { initialModel, reduce, type Model } from "./state";
+
+const space = (id: string, host: string, listeners = 0): SpaceSummary => ({
+  id,
+  title: `${host}'s show`,
+  host,
+  topics: [],
+  listeners,
+});
+
+const base: AppState = {
+  profile: "default",
+  serverUrl: "http://127.0.0.1:7373",
+  embeddedServer: true,
+  connected: true,
+  displayName: "ada",
+  live: [],
+  followed: [],
+  current: null,
+};
+
+const current: CurrentSpace = {
+  space: {
+    id: "abcdefghijkl",
+    title: "Morning",
+    host: "bob",
+    state: "live",
+    participants: [
+      { id: 2, name: "zoe", role: "listener" },
+      { id: 1, name: "bob", role: "host" },
+      { id: 3, name: "ada", role: "listener" },
+    ],
+  },
+  role: "listener",
+  muted: false,
+  mediaConnected: true,
+};
+
+const loaded = (state: Partial<AppState> = {}): Model =>
+  reduce(initialModel, { type: "loaded", state: { ...base, ...state } });
+
+describe("reduce", () => {
+  it("keeps events that come before the first state and applies them on top of it", () => {
+    let m = reduce(initialModel, { type: "event", event: { type: "directory", live: [space("aaaaaaaaaaaa", "bob")] } });
+    expect(m.app).toBeNull();
+    m = reduce(m, { type: "loaded", state: base });
+    expect(m.app?.live.map((s) => s.host)).toEqual(["bob"]);
+    expect(m.early).toEqual([]);
+  });
+
+  it("replaces the live list and the followed hosts from their events", () => {
+    let m = loaded();
+    m = reduce(m, { type: "event", event: { type: "directory", live: [space("aaaaaaaaaaaa", "bob", 4)] } });
+    m = reduce(m, {
+      type: "event",
+      event: { type: "followed", followed: [{ host: "bob", liveSpace: null, lastTitle: "Old", lastLiveAt: 5 }] },
+    });
+    expect(m.app?.live[0].listeners).toBe(4);
+    expect(m.app?.followed[0].lastTitle).toBe("Old");
+  });
+
+  it("enters a space and leaves it when it ends, with a notice saying why", () => {
+    let m = loaded();
+    m = reduce(m, { type: "event", event: { type: "current", current } });
+    m = reduce(m, { type: "event", event: { type: "speaking", slot: 0, speaker: 1 } });
+    expect(m.speaking[0]).toBe(1);
+    m = reduce(m, { type: "event", event: { type: "ended", space: "abcdefghijkl", reason: "host_ended" } });
+    expect(m.app?.current).toBeNull();
+    expect(m.speaking).toEqual({});
+    expect(m.notices.map((n) => n.text)).toEqual(["The host ended the space"]);
+  });
+
+  it("ignores the end of a space it is not in", () => {
+    let m = loaded({ current });
+    m = reduce(m, { type: "event", event: { type: "ended", space: "zzzzzzzzzzzz", reason: "host_gone" } });
+    expect(m.app?.current).toEqual(current);
+    expect(m.notices).toEqual([]);
+  });
+
+  it("tracks the connection and keeps only the last few notices", () => {
+    let m = loaded();
+    m = reduce(m, { type: "event", event: { type: "connection", connected: false, message: "lost" } });
+    expect(m.app?.connected).toBe(false);
+    for (let i = 0; i < 10; i++) m = reduce(m, { type: "notice", kind: "error", text: `e${i}` });
+    expect(m.notices.map((n) => n.text)).toEqual(["e6", "e7", "e8", "e9"]);
+    m = reduce(m, { type: "dismiss", id: m.notices[0].id });
+    expect(m.notices.map((n) => n.text)).toEqual(["e7", "e8", "e9"]);
+  });
+});
+
+describe("format", () => {
+  it("parses up to three topics and says what is wrong otherwise", () => {
+    expect(parseTopics(" rust, #audio,, Rust ")).toEqual({ topics: ["rust", "audio"], error: null });
+    expect(parseTopics("a,b,c,d").error).toBe("At most 3 topics");
+    expect(parseTopics("x".repeat(33)).error).toBe("A topic is at most 32 characters");
+  });
+
+  it("puts the host first, then listeners by name", () => {
+    expect(ordered(current.space.participants).map((p) => p.name)).toEqual(["bob", "ada", "zoe"]);
+  });
+
+  it("says how long ago in words", () => {
+    const now = 1_000_000_000_000;
+    expect(ago(now / 1000 - 10, now)).toBe("just now");
+    expect(ago(now / 1000 - 300, now)).toBe("5 min ago");
+    expect(ago(now / 1000 - 3 * 3600, now)).toBe("3 h ago");
+    expect(ago(now / 1000 - 86400, now)).toBe("yesterday");
+    expect(ago(now / 1000 - 5 * 86400, now)).toBe("5 days ago");
+  });
+
+  it("makes initials from one or two words", () => {
+    expect(initials("ada")).toBe("AD");
+    expect(initials("Ada Lovelace")).toBe("AL");
+    expect(initials("  ")).toBe("?");
+  });
+});
