@@ -11,9 +11,10 @@ build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-
   patchelf)
 # Virtual audio devices; a virtual display, a session bus and a notification daemon for the
 # app's window and notifications (a scripted one in python3-dbus for the unit test);
-# ImageMagick and xdotool for screenshots.
+# ImageMagick and xdotool for screenshots; python3-xlib to close a window as a user would;
+# WebKitWebDriver, which tauri-driver drives for the end-to-end test.
 test_pkgs=(pulseaudio pulseaudio-utils sox xvfb xauth dbus dbus-x11 dunst libnotify-bin imagemagick xdotool
-  python3-dbus python3-gi)
+  python3-dbus python3-gi python3-xlib webkit2gtk-driver)
 pkgs=("${build_pkgs[@]}")
 if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); fi
 

@@ -8,6 +8,12 @@ scripts/deps.sh test
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
 command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer" >&2; exit 1; }
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# The desktop end-to-end test drives the real app through tauri-driver (WebDriver).
+if ! command -v tauri-driver >/dev/null && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tauri-driver" ]; then
+  echo "== installing tauri-driver (about a minute, once)"
+  cargo install tauri-driver --locked --version 2.1.0
+fi
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -773,6 +773,9 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
+/// Silence put ahead of audio whenever the speaker ring has run dry: 60 ms, as the CLI's.
+const SPEAKER_CUSHION: usize = SAMPLE_RATE as usize * 60 / 1000;
+
 /// Moves one connection's events and audio until it closes; returns why.
 async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
     let speaker = Arc::clone(&lock(&inner.audio).speaker);
@@ -785,6 +788,15 @@ async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
             },
             Some(frame) = streams.audio.recv() => {
                 if let Some(ring) = lock(&speaker).as_mut() {
+                    // The speaker ran (nearly) dry: the network was late. Put a cushion of
+                    // silence ahead of this frame so the next late one is absorbed instead of
+                    // chopping every frame. (The adaptive jitter buffer is issue 5's.)
+                    let queued = ring.buffer().capacity() - ring.slots();
+                    if queued < FRAME_SAMPLES / 4 {
+                        for _ in 0..SPEAKER_CUSHION {
+                            let _ = ring.push(0.0);
+                        }
+                    }
                     for s in &frame.samples {
                         if ring.push(*s).is_err() {
                             break;

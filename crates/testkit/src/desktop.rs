@@ -163,10 +163,21 @@ impl Desktop {
     fn wait_for_dunst(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let ok = Command::new("dunstctl")
-                .arg("is-paused")
+            // Ask the bus whether the name is owned: calling the name itself would make the bus
+            // activate a second daemon while the first one is still starting.
+            let ok = Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply=literal",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.Notifications",
+                ])
                 .output()
-                .is_ok_and(|o| o.status.success());
+                .is_ok_and(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("true")
+                });
             if ok {
                 return;
             }
@@ -194,6 +205,30 @@ impl Desktop {
             .output()
             .expect("run dunstctl");
         assert!(out.status.success(), "dunstctl action failed: {out:?}");
+    }
+
+    /// Asks every mapped top-level window of process `pid` to close, as a window manager's close
+    /// button would (a `WM_DELETE_WINDOW` client message; this X server runs no window manager).
+    /// Returns how many windows were asked.
+    pub fn close_windows_of(&self, pid: u32) -> usize {
+        self.xwindows(pid, "close")
+    }
+
+    /// How many top-level windows of process `pid` are mapped (shown).
+    pub fn shown_windows_of(&self, pid: u32) -> usize {
+        self.xwindows(pid, "count")
+    }
+
+    fn xwindows(&self, pid: u32, what: &str) -> usize {
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", XWINDOWS, &pid.to_string(), what])
+            .output()
+            .expect("run python3 (python3-xlib)");
+        assert!(out.status.success(), "python3-xlib failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("python3-xlib said {out:?}"))
     }
 
     /// A PNG of the whole screen.
@@ -321,3 +356,27 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Finds the mapped children of the root window whose `_NET_WM_PID` is argv[1]; with "close"
+/// sends each a WM_DELETE_WINDOW, with "count" only counts them. Prints the count.
+const XWINDOWS: &str = r#"
+import sys
+from Xlib import X, display, protocol
+d = display.Display()
+root = d.screen().root
+pid, what = int(sys.argv[1]), sys.argv[2]
+net_pid = d.intern_atom("_NET_WM_PID")
+protocols = d.intern_atom("WM_PROTOCOLS")
+delete = d.intern_atom("WM_DELETE_WINDOW")
+n = 0
+for w in root.query_tree().children:
+    p = w.get_full_property(net_pid, X.AnyPropertyType)
+    if not p or p.value[0] != pid or w.get_attributes().map_state != X.IsViewable:
+        continue
+    n += 1
+    if what == "close":
+        ev = protocol.event.ClientMessage(window=w, client_type=protocols, data=(32, [delete, X.CurrentTime, 0, 0, 0]))
+        w.send_event(ev)
+d.flush()
+print(n)
+"#;

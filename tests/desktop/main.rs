@@ -1,0 +1,381 @@
+//! The desktop app end to end: two real instances (profiles a and b) under WebDriver on a
+//! private X server, session bus, notification daemon (dunst) and PulseAudio.
+//!
+//! A starts a space with its embedded server; B sees it live, joins, and hears A's microphone
+//! on its speaker; B follows A and closes its window (Confab stays in the tray); A ends and
+//! starts again; B's desktop gets a notification (as the daemon received it), and activating
+//! it shows B's window again, in the new space. Screenshots of Home, a
+//! live space and Settings are saved under `target/screenshots/`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use confab_testkit::desktop::{Desktop, TauriDriver, inside_desktop};
+use confab_testkit::pulse::{KillOnDrop, PulseDaemon};
+use confab_testkit::signal::{self, RATE, align};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const APP: &str = env!("CARGO_BIN_EXE_confab");
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn session(driver: &TauriDriver, args: &[&str]) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "tauri:options".into(),
+        json!({ "application": APP, "args": args }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url())
+        .await
+        .expect("a WebDriver session on the app")
+}
+
+/// Waits for an element, failing with `what` after [`WAIT`].
+async fn find(c: &Client, loc: Locator<'_>, what: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(loc)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+async fn shot(c: &Client, name: &str) {
+    let dir = screenshots_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    // Let WebKit paint what the DOM already shows: two animation frames, then a breath.
+    c.execute_async(
+        "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done()));",
+        vec![],
+    )
+    .await
+    .expect("animation frames");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = c.screenshot().await.expect("a screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("screenshots")
+}
+
+/// The pid of the app instance running profile `profile`.
+fn app_pid(profile: &str) -> u32 {
+    let out = std::process::Command::new("pgrep")
+        .args(["-n", "-f", &format!("^{APP} --profile {profile}( |$)")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no app running profile {profile}: {out:?}"))
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn two_instances_host_join_hear_follow_and_get_notified() {
+    if !inside_desktop("two_instances_host_join_hear_follow_and_get_notified") {
+        return;
+    }
+    let pulse = PulseDaemon::start();
+    pulse.set_process_env();
+    let desktop = Desktop::start();
+    let data = tempfile::tempdir().unwrap();
+    let data_home = data.path().display().to_string();
+    let env = [("XDG_DATA_HOME", data_home.as_str())];
+    let driver_a = TauriDriver::start(&desktop, &env);
+    let driver_b = TauriDriver::start(&desktop, &env);
+    let speech = signal::speech_like(6.0, 5);
+    let speech_wav = pulse.dir().join("speech.wav");
+    signal::write_wav(&speech_wav, &speech).unwrap();
+    let recording = pulse.dir().join("speaker.raw");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // A hosts with its embedded server; B uses A's server.
+        let a = session(&driver_a, &["--profile", "a"]).await;
+        find(&a, Locator::Css("#live-heading"), "A's home").await;
+        let b = session(
+            &driver_b,
+            &["--profile", "b", "--server", "http://127.0.0.1:7373"],
+        )
+        .await;
+        find(&b, Locator::Css("#live-heading"), "B's home").await;
+
+        find(&a, Locator::Css("form.start input"), "A's title field")
+            .await
+            .send_keys("Morning show")
+            .await
+            .unwrap();
+        find(
+            &a,
+            Locator::Css("form.start button[type=submit]:not([disabled])"),
+            "Go live",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+        find(
+            &a,
+            Locator::XPath("//span[contains(@class,'audio-state') and contains(.,'on air')]"),
+            "A on air",
+        )
+        .await;
+
+        // B sees it live and joins in one click.
+        let join = find(
+            &b,
+            Locator::Css("button[aria-label='Join Morning show by a']"),
+            "the space in B's list",
+        )
+        .await;
+        shot(&b, "home").await;
+        join.click().await.unwrap();
+        find(
+            &b,
+            Locator::XPath(
+                "//span[contains(@class,'audio-state') and contains(.,'Audio connected')]",
+            ),
+            "B's audio",
+        )
+        .await;
+
+        // A's microphone hears speech; B's speaker must play it.
+        let parec = KillOnDrop(
+            pulse
+                .command("parec")
+                .args([
+                    "-d",
+                    "speaker.monitor",
+                    "--raw",
+                    "--format=float32le",
+                    "--rate=48000",
+                    "--channels=1",
+                ])
+                .arg(&recording)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let status = pulse
+            .command("paplay")
+            .args(["-d", "micfeed"])
+            .arg(&speech_wav)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // SIGINT lets parec write out what it still holds.
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &parec.0.id().to_string()])
+            .status();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(parec);
+        shot(&b, "space").await;
+
+        // B follows A; A ends and starts again.
+        find(
+            &b,
+            Locator::XPath(
+                "//section[contains(@class,'space-view')]//button[normalize-space()='Follow']",
+            ),
+            "Follow",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+        find(
+            &b,
+            Locator::XPath("//button[normalize-space()='Following']"),
+            "Following",
+        )
+        .await;
+
+        // B closes its window: Confab keeps running in the tray.
+        let b_pid = app_pid("b");
+        assert_eq!(desktop.close_windows_of(b_pid), 1, "B's window");
+        wait_until("B's window hidden", || desktop.shown_windows_of(b_pid) == 0).await;
+        let end = find(
+            &a,
+            Locator::XPath("//button[normalize-space()='End space']"),
+            "End",
+        )
+        .await;
+        end.click().await.unwrap();
+        find(
+            &a,
+            Locator::XPath("//button[normalize-space()='End it for everyone?']"),
+            "confirm",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+        find(
+            &b,
+            Locator::Css("#live-heading"),
+            "B back home after the end",
+        )
+        .await;
+        find(
+            &a,
+            Locator::Css("form.start button[type=submit]"),
+            "A's form",
+        )
+        .await;
+        find(&a, Locator::Css("form.start input"), "A's title field")
+            .await
+            .send_keys("Second show")
+            .await
+            .unwrap();
+        find(
+            &a,
+            Locator::Css("form.start button[type=submit]:not([disabled])"),
+            "Go live again",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+
+        // B's desktop is told, by a real notification daemon.
+        let deadline = Instant::now() + WAIT;
+        let note = loop {
+            if let Some(n) = desktop
+                .notifications()
+                .into_iter()
+                .find(|n| n.body.contains("Second show"))
+            {
+                break n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no notification: {:?}",
+                desktop.notifications()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(note.summary.contains('a'), "{note:?}");
+        assert!(note.actions.iter().any(|x| x == "default"), "{note:?}");
+        assert_eq!(
+            desktop
+                .notifications()
+                .iter()
+                .filter(|n| n.body.contains("Second show"))
+                .count(),
+            1
+        );
+
+        // Activating it puts B in the new space.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        desktop.activate_newest_notification();
+        wait_until("B's window shown again", || {
+            desktop.shown_windows_of(b_pid) == 1
+        })
+        .await;
+        let title = find(&b, Locator::Css("h1#space-title"), "B in the new space").await;
+        assert_eq!(title.text().await.unwrap(), "Second show");
+
+        // Settings, for the screenshot.
+        find(
+            &b,
+            Locator::XPath("//nav//*[normalize-space()='Settings']"),
+            "Settings",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+        find(&b, Locator::Css("#settings-heading"), "the settings page").await;
+        shot(&b, "settings").await;
+
+        b.close().await.unwrap();
+        a.close().await.unwrap();
+    });
+
+    let mut bytes = Vec::new();
+    std::fs::File::open(&recording)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    let heard: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    signal::write_wav(&screenshots_dir().join("heard.wav"), &heard).unwrap();
+    signal::write_wav(&screenshots_dir().join("sent.wav"), &speech).unwrap();
+    std::fs::write(screenshots_dir().join("heard.f32"), &bytes).unwrap();
+    // Each second of the speech on its own: where it landed and how well it matches, so a
+    // failure says whether audio was lost, late or distorted.
+    let seconds: Vec<_> = speech
+        .chunks(RATE)
+        .map(|chunk| align(&heard, chunk, chunk.len()))
+        .collect();
+    let shown: Vec<String> = seconds
+        .iter()
+        .map(|a| match a {
+            Some(a) => format!("{:.3}s/{:.2}", a.lag as f64 / RATE as f64, a.ncc),
+            None => "-".to_owned(),
+        })
+        .collect();
+    let whole = align(&heard, &speech, speech.len() * 8 / 10);
+    eprintln!(
+        "B's speaker: {:.2} s recorded; each second of A's speech found at / NCC: {}; whole: {:?}",
+        heard.len() as f64 / RATE as f64,
+        shown.join("  "),
+        whole
+    );
+    // A second of speech counts as heard when it is in B's speaker nearly undistorted and one
+    // second after the previous heard one (within 250 ms: network jitter and the speaker's
+    // cushion). Under this test's load (two apps, two web views, PulseAudio, X on two cores) a
+    // glitch now and then spoils a second; removing those is the audio engine's work (issue 5),
+    // so two thirds must be there, in order: noise or the wrong audio cannot pass.
+    let mut heard_seconds = 0;
+    let mut previous: Option<(usize, i64)> = None;
+    for (i, a) in seconds.iter().enumerate() {
+        let Some(a) = a.filter(|a| a.ncc >= 0.9) else {
+            continue;
+        };
+        let in_order = previous.is_none_or(|(j, lag)| {
+            let expected = lag + ((i - j) * RATE) as i64;
+            (a.lag - expected).abs() <= (RATE / 4) as i64
+        });
+        if in_order {
+            heard_seconds += 1;
+            previous = Some((i, a.lag));
+        }
+    }
+    assert!(
+        heard_seconds * 3 >= seconds.len() * 2,
+        "B heard {heard_seconds} of {} seconds of A's microphone: {}",
+        seconds.len(),
+        shown.join("  ")
+    );
+}
