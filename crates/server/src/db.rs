@@ -42,6 +42,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX spaces_by_state ON spaces(state);",
     // Topics as a JSON array of strings.
     "ALTER TABLE spaces ADD COLUMN topics TEXT NOT NULL DEFAULT '[]';",
+    // Accounts: a handle (lower case, unique), a profile, each device's Ed25519 public key, and
+    // bearer tokens kept only as SHA-256 hashes.
+    "CREATE TABLE users (
+        handle TEXT PRIMARY KEY NOT NULL,
+        display_name TEXT NOT NULL,
+        bio TEXT NOT NULL DEFAULT '',
+        avatar BLOB,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE device_keys (
+        public_key BLOB PRIMARY KEY NOT NULL,
+        handle TEXT NOT NULL REFERENCES users(handle),
+        added_at INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        hash BLOB PRIMARY KEY NOT NULL,
+        handle TEXT NOT NULL REFERENCES users(handle),
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX tokens_by_expiry ON tokens(expires_at);",
 ];
 
 fn now_secs() -> i64 {
@@ -159,6 +179,192 @@ impl Db {
 
 /// A row whose id or state is not valid (only possible if someone edited the file by hand) is
 /// skipped with a log line rather than failing every query.
+/// One row of `users`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub handle: String,
+    pub display_name: String,
+    pub bio: String,
+    pub avatar: Option<Vec<u8>>,
+    pub created_at: i64,
+}
+
+/// Why an account row could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountWrite {
+    #[error("the handle is taken")]
+    HandleTaken,
+    #[error("this device key is registered already")]
+    KeyTaken,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error(transparent)]
+    Db(#[from] anyhow::Error),
+}
+
+impl From<rusqlite::Error> for AccountWrite {
+    fn from(e: rusqlite::Error) -> AccountWrite {
+        AccountWrite::Db(e.into())
+    }
+}
+
+const USER_COLUMNS: &str =
+    "users.handle, users.display_name, users.bio, users.avatar, users.created_at";
+
+fn row_to_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        handle: row.get(0)?,
+        display_name: row.get(1)?,
+        bio: row.get(2)?,
+        avatar: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+impl Db {
+    /// Creates a user with its first device key, both or neither.
+    pub fn insert_user(&self, user: &UserRecord, key: &[u8; 32]) -> Result<(), AccountWrite> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM users WHERE handle = ?1)",
+            params![user.handle],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(AccountWrite::HandleTaken);
+        }
+        let key_taken: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM device_keys WHERE public_key = ?1)",
+            params![&key[..]],
+            |r| r.get(0),
+        )?;
+        if key_taken {
+            return Err(AccountWrite::KeyTaken);
+        }
+        tx.execute(
+            "INSERT INTO users (handle, display_name, bio, avatar, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user.handle, user.display_name, user.bio, user.avatar, user.created_at],
+        )?;
+        tx.execute(
+            "INSERT INTO device_keys (public_key, handle, added_at) VALUES (?1, ?2, ?3)",
+            params![&key[..], user.handle, user.created_at],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Registers another device key for an existing user.
+    pub fn add_device_key(
+        &self,
+        handle: &str,
+        key: &[u8; 32],
+        now: i64,
+    ) -> Result<(), AccountWrite> {
+        let conn = self.conn()?;
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM users WHERE handle = ?1)",
+            params![handle],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(AccountWrite::NoSuchUser);
+        }
+        match conn.execute(
+            "INSERT INTO device_keys (public_key, handle, added_at) VALUES (?1, ?2, ?3)",
+            params![&key[..], handle, now],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(AccountWrite::KeyTaken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user a device key belongs to.
+    pub fn user_by_key(&self, key: &[u8; 32]) -> anyhow::Result<Option<UserRecord>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users JOIN device_keys ON device_keys.handle = users.handle
+                     WHERE device_keys.public_key = ?1"
+                ),
+                params![&key[..]],
+                row_to_user,
+            )
+            .optional()?)
+    }
+
+    /// A user by handle.
+    pub fn user(&self, handle: &str) -> anyhow::Result<Option<UserRecord>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE handle = ?1"),
+                params![handle],
+                row_to_user,
+            )
+            .optional()?)
+    }
+
+    /// Replaces a user's profile (display name, bio, avatar).
+    pub fn update_profile(&self, user: &UserRecord) -> Result<(), AccountWrite> {
+        let conn = self.conn()?;
+        let n = conn.execute(
+            "UPDATE users SET display_name = ?2, bio = ?3, avatar = ?4 WHERE handle = ?1",
+            params![user.handle, user.display_name, user.bio, user.avatar],
+        )?;
+        if n == 0 {
+            return Err(AccountWrite::NoSuchUser);
+        }
+        Ok(())
+    }
+
+    /// Stores a token's hash; expired tokens are swept on the way.
+    pub fn insert_token(
+        &self,
+        hash: &[u8; 32],
+        handle: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        let conn = self.conn()?;
+        conn.execute("DELETE FROM tokens WHERE expires_at <= ?1", params![now])?;
+        conn.execute(
+            "INSERT INTO tokens (hash, handle, expires_at) VALUES (?1, ?2, ?3)",
+            params![&hash[..], handle, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// The user holding an unexpired token with this hash.
+    pub fn user_by_token(&self, hash: &[u8; 32], now: i64) -> anyhow::Result<Option<UserRecord>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users JOIN tokens ON tokens.handle = users.handle
+                     WHERE tokens.hash = ?1 AND tokens.expires_at > ?2"
+                ),
+                params![&hash[..], now],
+                row_to_user,
+            )
+            .optional()?)
+    }
+
+    /// Every stored token hash (tests check that no raw token is kept).
+    pub fn token_hashes(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT hash FROM tokens")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<SpaceRecord>> {
     let id: String = row.get(0)?;
     let state: String = row.get(4)?;

@@ -12,6 +12,7 @@
 //!
 //! Nothing that arrives from the network may panic the process or affect another room.
 
+pub mod accounts;
 mod config;
 mod db;
 mod http;
