@@ -38,3 +38,70 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
 }
+
+/// `POST /api/auth/challenge`: a device asks for something to sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    /// The device's Ed25519 public key, 32 bytes in unpadded base64url.
+    pub public_key: String,
+}
+
+/// The answer to [`ChallengeRequest`]: sign it within `expires_at` (Unix seconds), once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub challenge: String,
+    pub expires_at: i64,
+}
+
+/// `POST /api/accounts`: a new account for the device that signed `challenge` with the text
+/// `confab-auth-v1\nregister\n<challenge>\n<handle in lower case>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub handle: String,
+    pub display_name: String,
+    pub challenge: String,
+    /// The Ed25519 signature, 64 bytes in unpadded base64url.
+    pub signature: String,
+}
+
+/// `POST /api/auth/sign-in`: the device signed `confab-auth-v1\nsign-in\n<challenge>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInRequest {
+    pub challenge: String,
+    pub signature: String,
+}
+
+/// A user as others see them. The avatar is a small PNG or JPEG in standard base64.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Profile {
+    pub handle: String,
+    pub display_name: String,
+    pub bio: String,
+    pub avatar: Option<String>,
+}
+
+/// A successful registration or sign-in: send `token` as `Authorization: Bearer <token>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub user: Profile,
+    pub token: String,
+    pub expires_at: i64,
+}
+
+/// `PUT /api/me`: the whole new profile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileUpdate {
+    pub display_name: String,
+    #[serde(default)]
+    pub bio: String,
+    /// Standard base64 of a PNG or JPEG of at most 64 KiB, or none.
+    #[serde(default)]
+    pub avatar: Option<String>,
+}
+
+/// `POST /api/me/devices`: register another device's key for the signed-in account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddDeviceRequest {
+    pub public_key: String,
+}

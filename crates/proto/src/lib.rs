@@ -14,7 +14,10 @@ mod ids;
 pub mod ipc;
 mod signal;
 
-pub use http::{ApiError, SpaceDetails, SpaceSummary};
+pub use http::{
+    AddDeviceRequest, ApiError, Challenge, ChallengeRequest, Profile, ProfileUpdate,
+    RegisterRequest, Session, SignInRequest, SpaceDetails, SpaceSummary,
+};
 pub use ids::{ParticipantId, SpaceId, SpaceIdError};
 pub use signal::{
     ClientMsg, DecodeError, EndReason, ErrorCode, ParticipantInfo, Role, ServerMsg, SpaceInfo,

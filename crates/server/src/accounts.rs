@@ -8,7 +8,8 @@
 //! [`CHALLENGE_TTL`]. Tokens are random, kept only as SHA-256 hashes, and expire after
 //! [`TOKEN_TTL`]. Time comes in as the `now` argument (Unix seconds) so tests can move it.
 //!
-//! Not wired into signaling yet: the room core's stage takes an account per participant next.
+//! Served over HTTP (`/api/auth/*`, `/api/accounts`, `/api/me`, `/api/users/{handle}`); not
+//! yet used by signaling: the room core's stage takes an account per participant next.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -240,6 +241,15 @@ impl Accounts {
             .map_err(AccountError::Storage)?
             .map(User::from)
             .ok_or(AccountError::BadToken)
+    }
+
+    /// A user's public profile by handle (any case).
+    pub fn user(&self, handle: &str) -> Result<Option<User>, AccountError> {
+        Ok(self
+            .db
+            .user(&handle.trim().to_ascii_lowercase())
+            .map_err(AccountError::Storage)?
+            .map(User::from))
     }
 
     /// Adds another device's key to the signed-in user's account.

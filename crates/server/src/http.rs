@@ -1,15 +1,26 @@
-//! The HTTP surface: the live directory, one space's details, and the signaling upgrade.
+//! The HTTP surface: the live directory, one space's details, accounts, and the signaling
+//! upgrade.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use confab_proto::{ApiError, ErrorCode, SpaceDetails, SpaceId, SpaceSummary};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use confab_proto::{
+    AddDeviceRequest, ApiError, Challenge, ChallengeRequest, ErrorCode, Profile, ProfileUpdate,
+    RegisterRequest, Session, SignInRequest, SpaceDetails, SpaceId, SpaceSummary,
+};
+
+use crate::accounts::{AccountError, Token, User};
 
 use crate::Shared;
 use crate::room::lock;
@@ -22,6 +33,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/spaces", get(list_spaces))
         .route("/api/spaces/{id}", get(space_details))
+        .route("/api/auth/challenge", post(challenge))
+        .route("/api/auth/sign-in", post(sign_in))
+        .route("/api/accounts", post(register))
+        .route("/api/me", get(me).put(update_me))
+        .route("/api/me/devices", post(add_device))
+        .route("/api/users/{handle}", get(user_profile))
         .route("/ws", get(signaling))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(shared)
@@ -107,4 +124,223 @@ async fn signaling(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> R
     ws.max_message_size(WS_HARD_LIMIT)
         .max_frame_size(WS_HARD_LIMIT)
         .on_upgrade(move |socket| crate::signaling::serve(shared, socket))
+}
+
+// ---- accounts ----
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn account_error(e: AccountError) -> Response {
+    let status = match &e {
+        AccountError::HandleTaken | AccountError::KeyTaken => StatusCode::CONFLICT,
+        AccountError::BadToken => StatusCode::UNAUTHORIZED,
+        AccountError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        AccountError::Storage(err) => {
+            tracing::error!(error = %err, "accounts storage");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ if e.code() == ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
+        _ => StatusCode::FORBIDDEN,
+    };
+    api_error(status, e.code(), e.to_string())
+}
+
+/// A refusal before any account call: a status and `{code, message}`.
+type Refusal = (StatusCode, Json<ApiError>);
+
+/// A JSON body, or a `{code: invalid_input}` refusal saying what is wrong with it.
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Refusal> {
+    body.map(|Json(b)| b).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(ApiError {
+                code: ErrorCode::InvalidInput,
+                message: e.body_text(),
+            }),
+        )
+    })
+}
+
+/// The `Authorization: Bearer` token, or a `bad_token` refusal.
+fn bearer(headers: &HeaderMap) -> Result<String, Refusal> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .ok_or_else(|| {
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(ApiError {
+                    code: ErrorCode::BadToken,
+                    message: AccountError::BadToken.to_string(),
+                }),
+            )
+        })
+}
+
+fn profile(user: User) -> Profile {
+    Profile {
+        handle: user.handle,
+        display_name: user.display_name,
+        bio: user.bio,
+        avatar: user.avatar.map(|a| STANDARD.encode(a)),
+    }
+}
+
+/// Runs an account call off the async threads (it touches SQLite) and shapes its answer.
+async fn accounts_call<T, F>(shared: Arc<Shared>, call: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce(&Shared, i64) -> Result<T, AccountError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(move || call(&shared, unix_now())).await {
+        Ok(r) => r.map_err(account_error),
+        Err(e) => Err(account_error(AccountError::Storage(e.into()))),
+    }
+}
+
+fn session((user, token): (User, Token)) -> Json<Session> {
+    Json(Session {
+        user: profile(user),
+        token: token.token,
+        expires_at: token.expires_at,
+    })
+}
+
+async fn challenge(
+    State(shared): State<Arc<Shared>>,
+    req: Result<Json<ChallengeRequest>, JsonRejection>,
+) -> Response {
+    let req = match body(req) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    accounts_call(shared, move |s, now| {
+        let challenge = s.accounts.challenge(&req.public_key, now)?;
+        Ok(Json(Challenge {
+            challenge,
+            expires_at: now + crate::accounts::CHALLENGE_TTL,
+        }))
+    })
+    .await
+    .into_response()
+}
+
+async fn register(
+    State(shared): State<Arc<Shared>>,
+    req: Result<Json<RegisterRequest>, JsonRejection>,
+) -> Response {
+    let req = match body(req) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    accounts_call(shared, move |s, now| {
+        s.accounts
+            .register(
+                &req.handle,
+                &req.display_name,
+                &req.challenge,
+                &req.signature,
+                now,
+            )
+            .map(session)
+    })
+    .await
+    .into_response()
+}
+
+async fn sign_in(
+    State(shared): State<Arc<Shared>>,
+    req: Result<Json<SignInRequest>, JsonRejection>,
+) -> Response {
+    let req = match body(req) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    accounts_call(shared, move |s, now| {
+        s.accounts
+            .sign_in(&req.challenge, &req.signature, now)
+            .map(session)
+    })
+    .await
+    .into_response()
+}
+
+async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let token = match bearer(&headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    accounts_call(shared, move |s, now| {
+        s.accounts
+            .user_for_token(&token, now)
+            .map(|u| Json(profile(u)))
+    })
+    .await
+    .into_response()
+}
+
+async fn update_me(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    req: Result<Json<ProfileUpdate>, JsonRejection>,
+) -> Response {
+    let (token, req) = match (bearer(&headers), body(req)) {
+        (Ok(t), Ok(r)) => (t, r),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let avatar = match req.avatar.map(|a| STANDARD.decode(a)).transpose() {
+        Ok(a) => a,
+        Err(_) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidInput,
+                "the avatar is not base64".to_owned(),
+            );
+        }
+    };
+    accounts_call(shared, move |s, now| {
+        s.accounts
+            .update_profile(&token, &req.display_name, &req.bio, avatar, now)
+            .map(|u| Json(profile(u)))
+    })
+    .await
+    .into_response()
+}
+
+async fn add_device(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    req: Result<Json<AddDeviceRequest>, JsonRejection>,
+) -> Response {
+    let (token, req) = match (bearer(&headers), body(req)) {
+        (Ok(t), Ok(r)) => (t, r),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    accounts_call(shared, move |s, now| {
+        s.accounts.add_device(&token, &req.public_key, now)
+    })
+    .await
+    .map(|()| StatusCode::NO_CONTENT)
+    .into_response()
+}
+
+async fn user_profile(State(shared): State<Arc<Shared>>, Path(handle): Path<String>) -> Response {
+    accounts_call(shared, move |s, _| s.accounts.user(&handle))
+        .await
+        .map(|u| match u {
+            Some(u) => Json(profile(u)).into_response(),
+            None => api_error(
+                StatusCode::NOT_FOUND,
+                ErrorCode::InvalidInput,
+                "no user has this handle".to_owned(),
+            ),
+        })
+        .into_response()
 }

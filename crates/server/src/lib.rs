@@ -36,7 +36,8 @@ pub use db::{Db, SpaceRecord};
 /// State shared by every connection and room task.
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
-    pub(crate) db: Db,
+    pub(crate) db: Arc<Db>,
+    pub(crate) accounts: accounts::Accounts,
     pub(crate) rooms: Mutex<HashMap<SpaceId, room::RoomHandle>>,
     /// What the live directory shows, kept current by each room task.
     pub(crate) directory: Mutex<HashMap<SpaceId, SpaceSummary>>,
@@ -87,7 +88,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("confab-server.sqlite3");
-    let db = Db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let db =
+        Arc::new(Db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -95,6 +97,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         config,
+        accounts: accounts::Accounts::new(Arc::clone(&db)),
         db,
         rooms: Mutex::new(HashMap::new()),
         directory: Mutex::new(HashMap::new()),
