@@ -5,16 +5,18 @@ set -euo pipefail
 what=${1:-test}
 
 # Audio stack (libopus via cmake, ALSA/PulseAudio), then the desktop app (Tauri v2: WebKitGTK,
-# GTK, the tray's appindicator, librsvg for icons, libxdo; `file` and patchelf for bundling).
+# GTK, the tray's appindicator, librsvg for icons, libxdo; `file` and patchelf for bundling);
+# libdbus for the device key in the Secret Service.
 build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-dev
   file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev
-  patchelf)
+  patchelf libdbus-1-dev)
 # Virtual audio devices; a virtual display, a session bus and a notification daemon for the
 # app's window and notifications (a scripted one in python3-dbus for the unit test);
 # ImageMagick and xdotool for screenshots; python3-xlib to close a window as a user would;
-# WebKitWebDriver, which tauri-driver drives for the end-to-end test.
+# WebKitWebDriver, which tauri-driver drives for the end-to-end test; gnome-keyring, a real
+# Secret Service for the device-key test.
 test_pkgs=(pulseaudio pulseaudio-utils sox xvfb xauth dbus dbus-x11 dunst libnotify-bin imagemagick xdotool
-  python3-dbus python3-gi python3-xlib webkit2gtk-driver)
+  python3-dbus python3-gi python3-xlib webkit2gtk-driver gnome-keyring)
 pkgs=("${build_pkgs[@]}")
 if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); fi
 

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod cli;
 mod connection;
+pub mod identity;
 mod recorder;
 
 pub use connection::{
