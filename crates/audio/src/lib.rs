@@ -13,6 +13,7 @@
 mod codec;
 mod device;
 mod error;
+mod feed;
 mod stream;
 mod wav;
 
@@ -22,6 +23,7 @@ pub use device::{
     output_devices,
 };
 pub use error::AudioError;
+pub use feed::{DEFAULT_CUSHION, SpeakerFeed};
 pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
 pub use wav::{WavWriter, read_wav};
 

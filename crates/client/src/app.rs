@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use confab_audio::{Capture, FRAME_SAMPLES, Playback, SAMPLE_RATE};
+use confab_audio::{Capture, DEFAULT_CUSHION, FRAME_SAMPLES, Playback, SAMPLE_RATE, SpeakerFeed};
 use confab_proto::ipc::{
     AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError, IpcErrorCode,
     Settings,
@@ -77,7 +77,7 @@ struct Audio {
     capture: Option<Capture>,
     capture_task: Option<JoinHandle<()>>,
     playback: Option<Playback>,
-    speaker: Arc<Mutex<Option<rtrb::Producer<f32>>>>,
+    speaker: Arc<Mutex<Option<SpeakerFeed>>>,
     mic: Arc<Mutex<Option<Mic>>>,
 }
 
@@ -593,7 +593,7 @@ impl Inner {
         match tokio::task::spawn_blocking(move || Playback::start(output.as_deref())).await {
             Ok(Ok((pb, ring))) => {
                 let mut audio = lock(&self.audio);
-                *lock(&audio.speaker) = Some(ring);
+                *lock(&audio.speaker) = Some(SpeakerFeed::new(ring, DEFAULT_CUSHION));
                 if let Some(old) = audio.playback.replace(pb) {
                     tokio::task::spawn_blocking(move || drop(old));
                 }
@@ -773,9 +773,6 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
-/// Silence put ahead of audio whenever the speaker ring has run dry: 60 ms, as the CLI's.
-const SPEAKER_CUSHION: usize = SAMPLE_RATE as usize * 60 / 1000;
-
 /// Moves one connection's events and audio until it closes; returns why.
 async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
     let speaker = Arc::clone(&lock(&inner.audio).speaker);
@@ -787,21 +784,8 @@ async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
                 Some(ev) => inner.on_event(ev).await,
             },
             Some(frame) = streams.audio.recv() => {
-                if let Some(ring) = lock(&speaker).as_mut() {
-                    // The speaker ran (nearly) dry: the network was late. Put a cushion of
-                    // silence ahead of this frame so the next late one is absorbed instead of
-                    // chopping every frame. (The adaptive jitter buffer is issue 5's.)
-                    let queued = ring.buffer().capacity() - ring.slots();
-                    if queued < FRAME_SAMPLES / 4 {
-                        for _ in 0..SPEAKER_CUSHION {
-                            let _ = ring.push(0.0);
-                        }
-                    }
-                    for s in &frame.samples {
-                        if ring.push(*s).is_err() {
-                            break;
-                        }
-                    }
+                if let Some(feed) = lock(&speaker).as_mut() {
+                    feed.push(&frame.samples);
                 }
             }
         }

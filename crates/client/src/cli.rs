@@ -142,12 +142,12 @@ pub async fn listen(
     };
     let mut playback = None;
     if recorder.is_none() {
-        let (pb, mut ring) = confab_audio::Playback::start(None).context("opening the speaker")?;
-        // A little silence up front absorbs network jitter (the adaptive buffer is issue 5).
-        for _ in 0..(SAMPLE_RATE as usize * 60 / 1000) {
-            let _ = ring.push(0.0);
-        }
-        playback = Some((pb, ring));
+        let (pb, ring) = confab_audio::Playback::start(None).context("opening the speaker")?;
+        // A cushion of silence absorbs network lateness (the adaptive buffer is issue 5).
+        playback = Some((
+            pb,
+            confab_audio::SpeakerFeed::new(ring, confab_audio::DEFAULT_CUSHION),
+        ));
     }
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let until = async {
@@ -165,8 +165,8 @@ pub async fn listen(
             frame = streams.audio.recv() => match frame {
                 Some(frame) => {
                     if let Some(rec) = recorder.as_mut() { rec.add(&frame)?; }
-                    if let Some((_, ring)) = playback.as_mut() {
-                        for s in &frame.samples { let _ = ring.push(*s); }
+                    if let Some((_, feed)) = playback.as_mut() {
+                        feed.push(&frame.samples);
                     }
                 }
                 None => break,

@@ -170,6 +170,56 @@ pub fn read_wav(path: &std::path::Path) -> anyhow::Result<Vec<f32>> {
     })
 }
 
+/// How much of a reference signal a recording holds, second by second.
+#[derive(Clone, Debug)]
+pub struct SecondsHeard {
+    /// Seconds found nearly undistorted (NCC >= 0.9) and in order: each one second after the
+    /// previous one found, within 250 ms (jitter, a speaker's cushion).
+    pub heard: usize,
+    /// Seconds in the reference (a short last one counts if at least half a second).
+    pub total: usize,
+    /// Where each second was found and how well it matched, for a failure's message.
+    pub shown: String,
+}
+
+/// Aligns each second of `reference` inside `recording` on its own, so one glitch (a lost or
+/// inserted moment that shifts what follows) spoils one second instead of the whole match.
+pub fn seconds_heard(reference: &[f32], recording: &[f32]) -> SecondsHeard {
+    let seconds: Vec<Option<Alignment>> = reference
+        .chunks(RATE)
+        .filter(|c| c.len() >= RATE / 2)
+        .map(|chunk| align(recording, chunk, chunk.len()))
+        .collect();
+    let shown = seconds
+        .iter()
+        .map(|a| match a {
+            Some(a) => format!("{:.3}s/{:.2}", a.lag as f64 / RATE as f64, a.ncc),
+            None => "-".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("  ");
+    let mut heard = 0;
+    let mut previous: Option<(usize, i64)> = None;
+    for (i, a) in seconds.iter().enumerate() {
+        let Some(a) = a.filter(|a| a.ncc >= 0.9) else {
+            continue;
+        };
+        let in_order = previous.is_none_or(|(j, lag)| {
+            let expected = lag + ((i - j) * RATE) as i64;
+            (a.lag - expected).abs() <= (RATE / 4) as i64
+        });
+        if in_order {
+            heard += 1;
+            previous = Some((i, a.lag));
+        }
+    }
+    SecondsHeard {
+        heard,
+        total: seconds.len(),
+        shown,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +234,21 @@ mod tests {
         let other = speech_like(1.0, 2);
         let b = align(&reference, &other, 24_000).unwrap();
         assert!(b.ncc < 0.5, "unrelated audio matched: {b:?}");
+    }
+
+    #[test]
+    fn seconds_heard_counts_what_survives_a_glitch_and_nothing_of_noise() {
+        let speech = speech_like(6.0, 11);
+        // Silence before, and 30 ms of silence inserted 2.5 s in (a speaker underrun).
+        let mut heard = vec![0f32; RATE / 3];
+        heard.extend_from_slice(&speech[..RATE * 5 / 2]);
+        heard.extend(std::iter::repeat_n(0.0, RATE * 3 / 100));
+        heard.extend_from_slice(&speech[RATE * 5 / 2..]);
+        let s = seconds_heard(&speech, &heard);
+        assert_eq!(s.total, 6);
+        assert!(s.heard >= 5, "{s:?}");
+        // The wrong signal: nothing.
+        let other = speech_like(6.0, 12);
+        assert_eq!(seconds_heard(&speech, &other).heard, 0);
     }
 }
