@@ -14,11 +14,13 @@
 //! It must never do IO, read a clock, spawn threads or tasks, take locks or use randomness:
 //! everything it knows arrives through its arguments.
 
+mod chat;
 mod config;
 mod error;
 mod input;
 mod name;
 mod output;
+mod rate;
 mod room;
 mod roster;
 
@@ -26,4 +28,5 @@ pub use config::RoomConfig;
 pub use error::RoomError;
 pub use input::Input;
 pub use output::{MediaChange, Output};
+pub use rate::RateLimit;
 pub use room::Room;

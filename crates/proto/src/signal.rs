@@ -163,7 +163,14 @@ pub struct SpaceInfo {
     pub title: String,
     pub host: String,
     pub state: SpaceState,
+    /// Host, co-hosts, speakers, then listeners, each group in join order.
     pub participants: Vec<ParticipantInfo>,
+    /// The pinned link, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
+    /// The raised hands, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hands: Vec<ParticipantId>,
 }
 
 /// Whether a space is on.
@@ -452,6 +459,8 @@ mod tests {
                 ParticipantInfo::new(ParticipantId(1), "ada".into(), Role::Host),
                 ParticipantInfo::new(ParticipantId(2), "bob".into(), Role::Listener),
             ],
+            pinned: None,
+            hands: Vec::new(),
         }
     }
 
@@ -515,7 +524,7 @@ mod tests {
             },
             ClientMsg::Pin { link: None },
             ClientMsg::React {
-                emoji: "👏".into(),
+                emoji: "👏".into()
             },
             ClientMsg::Chat {
                 text: "hello, room".into(),
@@ -537,6 +546,15 @@ mod tests {
             },
             ServerMsg::Joined {
                 space: space(),
+                role: Role::Listener,
+                host_token: None,
+            },
+            ServerMsg::Joined {
+                space: SpaceInfo {
+                    pinned: Some("https://example.org/notes".into()),
+                    hands: vec![ParticipantId(2)],
+                    ..space()
+                },
                 role: Role::Listener,
                 host_token: None,
             },
@@ -711,17 +729,27 @@ mod tests {
             })
         );
         let bad_user = r#"{"type":"participant_updated","participant":{"id":2,"name":"b","role":"speaker","user":"Not An Id"}}"#;
-        assert_eq!(decode_server(bad_user).unwrap_err().code(), ErrorCode::BadFrame);
+        assert_eq!(
+            decode_server(bad_user).unwrap_err().code(),
+            ErrorCode::BadFrame
+        );
         for frame in [
             r#"{"type":"react"}"#,
             r#"{"type":"approve_hand"}"#,
             r#"{"type":"delete_chat","id":-1}"#,
             r#"{"type":"pin","link":3}"#,
         ] {
-            assert_eq!(decode_client(frame).unwrap_err().code(), ErrorCode::BadFrame, "{frame}");
+            assert_eq!(
+                decode_client(frame).unwrap_err().code(),
+                ErrorCode::BadFrame,
+                "{frame}"
+            );
         }
         // A pin without a link clears it.
-        assert_eq!(decode_client(r#"{"type":"pin"}"#), Ok(ClientMsg::Pin { link: None }));
+        assert_eq!(
+            decode_client(r#"{"type":"pin"}"#),
+            Ok(ClientMsg::Pin { link: None })
+        );
         assert!(Role::Speaker.speaks() && Role::Cohost.speaks() && !Role::Listener.speaks());
         assert!(Role::Cohost.moderates() && !Role::Speaker.moderates());
     }

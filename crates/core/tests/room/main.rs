@@ -24,6 +24,7 @@ fn config(max_participants: usize) -> RoomConfig {
     RoomConfig {
         max_participants,
         host_grace: GRACE,
+        ..RoomConfig::default()
     }
 }
 
@@ -38,6 +39,7 @@ fn join(room: &mut Room, id: u64, now: Instant) -> Result<(), RoomError> {
         Input::Join {
             who: ParticipantId(id),
             name: format!("listener {id}"),
+            user: None,
         },
         now,
     )
@@ -292,6 +294,7 @@ fn refusals_carry_their_wire_codes() {
                 Input::Join {
                     who: ParticipantId(11),
                     name: "\t".into(),
+                    user: None,
                 },
                 t0,
             ),
