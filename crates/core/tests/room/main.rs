@@ -2,7 +2,9 @@
 //! (the host comes back in time or the space ends; a full space turns people away), and a
 //! seeded randomized simulation (`sim`) that checks the room's invariants after every step.
 
+mod matrix;
 mod sim;
+mod stage;
 
 use std::time::{Duration, Instant};
 
