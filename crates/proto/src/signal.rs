@@ -169,7 +169,8 @@ pub struct SpaceInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<String>,
     /// The raised hands, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // `default` last, as in `ParticipantInfo`: optional in the TypeScript, as on the wire.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub hands: Vec<ParticipantId>,
 }
 
@@ -214,10 +215,12 @@ pub struct ParticipantInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<UserId>,
     /// Whether this person's microphone is muted (only meaningful on the mic).
-    #[serde(default, skip_serializing_if = "is_false")]
+    // `default` last: specta reads serde's attributes in order, and this makes the field
+    // (and the next) optional in the generated TypeScript too, as it is on the wire.
+    #[serde(skip_serializing_if = "is_false", default)]
     pub muted: bool,
     /// Whether this listener has a hand raised.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "is_false", default)]
     pub hand_raised: bool,
 }
 
