@@ -341,7 +341,44 @@ export type ErrorCode =
 /**
  * The server failed; the request may be retried.
  */
-"internal"
+"internal" | 
+/**
+ * Only signed-in participants may do this; signed-out ones may listen.
+ */
+"sign_in_required" | 
+/**
+ * The sender's account is blocked from this host's spaces.
+ */
+"blocked" | 
+/**
+ * The sender was removed from this space and may not come back.
+ */
+"removed" | 
+/**
+ * The participant the request names is not in the space.
+ */
+"no_such_participant" | 
+/**
+ * The participant the request names is not in a state this applies to (no raised hand,
+ * not on the mic, already a co-host, signed out, ...).
+ */
+"invalid_target" | 
+/**
+ * There is no pending invitation to answer.
+ */
+"no_invite" | 
+/**
+ * Every seat of that kind on the stage is taken.
+ */
+"stage_full" | 
+/**
+ * Too many requests of this kind too quickly; retry a little later.
+ */
+"rate_limited" | 
+/**
+ * No chat message has this id (or it is too old to delete).
+ */
+"no_such_message"
 /**
  * A followed host as the UI shows it.
  */
@@ -403,11 +440,40 @@ export type ParticipantId = number
 /**
  * One person in a space.
  */
-export type ParticipantInfo = { id: ParticipantId; name: string; role: Role }
+export type ParticipantInfo = { id: ParticipantId; name: string; role: Role; 
+/**
+ * The account, or `None` for a signed-out listener. Absent on the wire when `None`, so
+ * older peers read the same frame.
+ */
+user?: UserId | null; 
+/**
+ * Whether this person's microphone is muted (only meaningful on the mic).
+ */
+muted?: boolean; 
+/**
+ * Whether this listener has a hand raised.
+ */
+hand_raised?: boolean }
 /**
  * What a participant may do in a space.
  */
-export type Role = "host" | "listener"
+export type Role = 
+/**
+ * Opened the space; exactly one while it is live. Listed first.
+ */
+"host" | 
+/**
+ * Moderates with the host (a few per space).
+ */
+"cohost" | 
+/**
+ * On the mic, without moderation rights.
+ */
+"speaker" | 
+/**
+ * In the audience.
+ */
+"listener"
 /**
  * User settings, as the settings page edits them.
  */
@@ -432,7 +498,19 @@ export type SpaceId = string
 /**
  * A space as a participant sees it.
  */
-export type SpaceInfo = { id: SpaceId; title: string; host: string; state: SpaceState; participants: ParticipantInfo[] }
+export type SpaceInfo = { id: SpaceId; title: string; host: string; state: SpaceState; 
+/**
+ * Host, co-hosts, speakers, then listeners, each group in join order.
+ */
+participants: ParticipantInfo[]; 
+/**
+ * The pinned link, if any.
+ */
+pinned?: string | null; 
+/**
+ * The raised hands, oldest first.
+ */
+hands?: ParticipantId[] }
 /**
  * Whether a space is on.
  */
@@ -441,6 +519,11 @@ export type SpaceState = "live" | "ended"
  * One line of the live directory.
  */
 export type SpaceSummary = { id: SpaceId; title: string; host: string; topics?: string[]; listeners: number }
+/**
+ * A signed-in account as the room sees it: a handle of 1 to [`UserId::MAX_LEN`] characters of
+ * `a-z`, `0-9` and `_`. Participants without one are signed out and may only listen.
+ */
+export type UserId = string
 
 /** tauri-specta globals **/
 

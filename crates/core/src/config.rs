@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::rate::RateLimit;
+
 /// Limits and timings of one room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoomConfig {
@@ -11,20 +13,40 @@ pub struct RoomConfig {
     /// How long the host's seat stays open after the host's connection is lost (or after a
     /// server restart) before the room ends with [`EndReason::HostGone`](confab_proto::EndReason).
     pub host_grace: Duration,
+    /// Most co-hosts at once.
+    pub max_cohosts: usize,
+    /// Most speakers at once, not counting the host and co-hosts.
+    pub max_speakers: usize,
+    /// How fast one account may react.
+    pub reaction_limit: RateLimit,
+    /// How fast one account may chat.
+    pub chat_limit: RateLimit,
 }
 
 impl RoomConfig {
-    /// Seats open to listeners.
+    /// Seats open to everyone but the host (listeners, and whoever goes up to speak).
     pub(crate) fn listener_seats(&self) -> usize {
         self.max_participants.saturating_sub(1)
     }
 }
 
 impl Default for RoomConfig {
+    /// 10 000 people; 2 co-hosts and 10 speakers, so 13 on the mic with the host; reactions in
+    /// bursts of 5 then one a second; chat in bursts of 3 then one every 2 seconds.
     fn default() -> Self {
         RoomConfig {
             max_participants: 10_000,
             host_grace: Duration::from_secs(30),
+            max_cohosts: 2,
+            max_speakers: 10,
+            reaction_limit: RateLimit {
+                burst: 5,
+                every: Duration::from_secs(1),
+            },
+            chat_limit: RateLimit {
+                burst: 3,
+                every: Duration::from_secs(2),
+            },
         }
     }
 }
@@ -39,6 +61,7 @@ mod tests {
         assert_eq!(config.max_participants, 10_000);
         assert_eq!(config.host_grace, Duration::from_secs(30));
         assert_eq!(config.listener_seats(), 9_999);
+        assert_eq!(1 + config.max_cohosts + config.max_speakers, 13);
         let tiny = RoomConfig {
             max_participants: 0,
             ..config

@@ -14,12 +14,42 @@ pub enum RoomError {
     AlreadyIn,
     #[error("not in the space")]
     NotIn,
-    #[error("only the host may do this")]
+    #[error("your role does not allow this")]
     NotAllowed,
     #[error("the host is already in the space")]
     HostPresent,
     #[error("a name must have 1 to {max} characters", max = confab_proto::MAX_NAME_CHARS)]
     InvalidName,
+    #[error("sign in to do more than listen")]
+    SignInRequired,
+    #[error("this account is blocked from the host's spaces")]
+    Blocked,
+    #[error("you were removed from this space")]
+    Removed,
+    #[error("that person is not in the space")]
+    NoSuchParticipant,
+    #[error("that person's role or state does not allow this")]
+    InvalidTarget,
+    #[error("there is no invitation to answer")]
+    NoInvite,
+    #[error("every seat of that kind on the stage is taken")]
+    StageFull,
+    #[error("too many too quickly; try again in a moment")]
+    RateLimited,
+    #[error(
+        "a chat message must have 1 to {max} printable characters",
+        max = confab_proto::MAX_CHAT_CHARS
+    )]
+    InvalidChat,
+    #[error(
+        "a pinned link must be http or https, up to {max} characters",
+        max = confab_proto::MAX_LINK_CHARS
+    )]
+    InvalidLink,
+    #[error("that is not one of the reactions")]
+    InvalidReaction,
+    #[error("no such chat message (or it is too old)")]
+    NoSuchMessage,
 }
 
 impl RoomError {
@@ -31,7 +61,19 @@ impl RoomError {
             RoomError::AlreadyIn => ErrorCode::AlreadyInSpace,
             RoomError::NotIn => ErrorCode::NotInSpace,
             RoomError::NotAllowed | RoomError::HostPresent => ErrorCode::NotAllowed,
-            RoomError::InvalidName => ErrorCode::InvalidInput,
+            RoomError::InvalidName
+            | RoomError::InvalidChat
+            | RoomError::InvalidLink
+            | RoomError::InvalidReaction => ErrorCode::InvalidInput,
+            RoomError::SignInRequired => ErrorCode::SignInRequired,
+            RoomError::Blocked => ErrorCode::Blocked,
+            RoomError::Removed => ErrorCode::Removed,
+            RoomError::NoSuchParticipant => ErrorCode::NoSuchParticipant,
+            RoomError::InvalidTarget => ErrorCode::InvalidTarget,
+            RoomError::NoInvite => ErrorCode::NoInvite,
+            RoomError::StageFull => ErrorCode::StageFull,
+            RoomError::RateLimited => ErrorCode::RateLimited,
+            RoomError::NoSuchMessage => ErrorCode::NoSuchMessage,
         }
     }
 }
@@ -50,6 +92,18 @@ mod tests {
             (RoomError::NotAllowed, ErrorCode::NotAllowed),
             (RoomError::HostPresent, ErrorCode::NotAllowed),
             (RoomError::InvalidName, ErrorCode::InvalidInput),
+            (RoomError::SignInRequired, ErrorCode::SignInRequired),
+            (RoomError::Blocked, ErrorCode::Blocked),
+            (RoomError::Removed, ErrorCode::Removed),
+            (RoomError::NoSuchParticipant, ErrorCode::NoSuchParticipant),
+            (RoomError::InvalidTarget, ErrorCode::InvalidTarget),
+            (RoomError::NoInvite, ErrorCode::NoInvite),
+            (RoomError::StageFull, ErrorCode::StageFull),
+            (RoomError::RateLimited, ErrorCode::RateLimited),
+            (RoomError::InvalidChat, ErrorCode::InvalidInput),
+            (RoomError::InvalidLink, ErrorCode::InvalidInput),
+            (RoomError::InvalidReaction, ErrorCode::InvalidInput),
+            (RoomError::NoSuchMessage, ErrorCode::NoSuchMessage),
         ];
         for (err, code) in cases {
             assert_eq!(err.code(), code, "{err:?}");
@@ -58,6 +112,10 @@ mod tests {
         assert_eq!(
             RoomError::InvalidName.to_string(),
             "a name must have 1 to 64 characters"
+        );
+        assert_eq!(
+            RoomError::InvalidChat.to_string(),
+            "a chat message must have 1 to 500 printable characters"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! What a room asks of the world around it.
 
-use confab_proto::{EndReason, ParticipantId, ServerMsg};
+use confab_proto::{EndReason, ParticipantId, ServerMsg, UserId};
 
 /// One thing the room needs done, drained with [`Room::poll_output`](crate::Room::poll_output)
 /// and acted on in order.
@@ -14,8 +14,14 @@ pub enum Output {
         msg: ServerMsg,
         except: Option<ParticipantId>,
     },
+    /// Send `msg` to participant `to` only (an invitation; a removal notice). `to` is in the
+    /// room at this point of the output sequence.
+    Send { to: ParticipantId, msg: ServerMsg },
     /// The media plane must change.
     Media(MediaChange),
+    /// `user` is now blocked from the host's spaces: the server persists it with the host's
+    /// account.
+    Blocked { user: UserId },
     /// The room ended. Emitted exactly once, last, after the broadcast of
     /// [`ServerMsg::Ended`] and the media changes that release everyone. The server persists it.
     Ended { reason: EndReason },
@@ -25,9 +31,9 @@ pub enum Output {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum MediaChange {
-    /// Forward this participant's audio to the room.
+    /// Forward this participant's audio to the room: it is on the mic and not muted.
     StartSpeaking(ParticipantId),
-    /// Stop forwarding this participant's audio.
+    /// Stop forwarding this participant's audio (muted, off the mic, or gone).
     StopSpeaking(ParticipantId),
     /// Forward the room's audio to this participant; it is now in the room.
     StartReceiving(ParticipantId),

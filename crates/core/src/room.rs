@@ -1,13 +1,19 @@
-//! The room of one space: who is in it, who speaks, when it ends.
+//! The room of one space: who is in it, who is on the mic, when it ends. The stage actions
+//! (hands, invitations, mutes, moderation, reactions, chat, pins) are in [`stage`].
 
-use std::collections::VecDeque;
+mod stage;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use confab_proto::{
     EndReason, ParticipantId, ParticipantInfo, Role, ServerMsg, SpaceId, SpaceInfo, SpaceState,
+    UserId,
 };
 
+use crate::chat::ChatLog;
 use crate::name::clean_name;
+use crate::rate::RateLimit;
 use crate::roster::Roster;
 use crate::{Input, MediaChange, Output, RoomConfig, RoomError};
 
@@ -21,7 +27,25 @@ pub struct Room {
     title: String,
     host_name: String,
     config: RoomConfig,
+    /// When the room opened (or was restored): chat times are counted from here.
+    opened: Instant,
     roster: Roster,
+    /// The host's account, carried into the seat on every resume.
+    host_user: Option<UserId>,
+    /// Accounts blocked from the host's spaces.
+    blocked: BTreeSet<UserId>,
+    /// Connections and accounts removed from this space: they may not come back.
+    removed: BTreeSet<ParticipantId>,
+    removed_users: BTreeSet<UserId>,
+    /// Raised hands, oldest first. Mirrors `hand_raised` in the roster.
+    hands: Vec<ParticipantId>,
+    /// Pending invitations to speak: invitee to inviter. Invitees are listeners.
+    invites: BTreeMap<ParticipantId, ParticipantId>,
+    pinned: Option<String>,
+    chat: ChatLog,
+    /// Rate-limit state per account (a GCRA arrival time); idle entries are dropped on leave.
+    reaction_rate: BTreeMap<Option<UserId>, Instant>,
+    chat_rate: BTreeMap<Option<UserId>, Instant>,
     /// `Some` once the room has ended.
     ended: Option<EndReason>,
     /// When the empty host seat gives up. Set only while the room is live and the host seat is
@@ -39,15 +63,11 @@ impl Room {
         host: ParticipantId,
         host_name: String,
         config: RoomConfig,
-        _now: Instant,
+        now: Instant,
     ) -> Room {
-        let mut room = Room::empty(id, title, host_name, config);
+        let mut room = Room::empty(id, title, host_name, config, now);
         let name = room.host_name.clone();
-        room.seat_host(ParticipantInfo {
-            id: host,
-            name,
-            role: Role::Host,
-        });
+        room.seat_host(ParticipantInfo::new(host, name, Role::Host));
         room
     }
 
@@ -61,18 +81,55 @@ impl Room {
         config: RoomConfig,
         now: Instant,
     ) -> Room {
-        let mut room = Room::empty(id, title, host_name, config);
+        let mut room = Room::empty(id, title, host_name, config, now);
         room.host_deadline = now.checked_add(config.host_grace);
         room
     }
 
-    fn empty(id: SpaceId, title: String, host_name: String, config: RoomConfig) -> Room {
+    /// The host's account, set right after [`Room::new`] or [`Room::restored`] (before any
+    /// input). Shown on the host's entry now and after every resume.
+    pub fn with_host_user(mut self, user: UserId) -> Room {
+        if let Some(host) = self.roster.host().cloned() {
+            self.roster.replace(ParticipantInfo {
+                user: Some(user.clone()),
+                ..host
+            });
+        }
+        self.host_user = Some(user);
+        self
+    }
+
+    /// The accounts the host has blocked, as the server stored them; set right after
+    /// [`Room::new`] or [`Room::restored`]. They cannot join.
+    pub fn with_blocked(mut self, users: impl IntoIterator<Item = UserId>) -> Room {
+        self.blocked.extend(users);
+        self
+    }
+
+    fn empty(
+        id: SpaceId,
+        title: String,
+        host_name: String,
+        config: RoomConfig,
+        now: Instant,
+    ) -> Room {
         Room {
             id,
             title,
             host_name,
             config,
+            opened: now,
             roster: Roster::default(),
+            host_user: None,
+            blocked: BTreeSet::new(),
+            removed: BTreeSet::new(),
+            removed_users: BTreeSet::new(),
+            hands: Vec::new(),
+            invites: BTreeMap::new(),
+            pinned: None,
+            chat: ChatLog::default(),
+            reaction_rate: BTreeMap::new(),
+            chat_rate: BTreeMap::new(),
             ended: None,
             host_deadline: None,
             outputs: VecDeque::new(),
@@ -87,10 +144,12 @@ impl Room {
             return Err(RoomError::Ended);
         }
         match input {
-            Input::Join { who, name } => self.join(who, &name),
+            Input::Join { who, name, user } => self.join(who, &name, user),
             Input::Leave { who } => self.leave(who, now, false),
             Input::Disconnected { who } => self.leave(who, now, true),
             Input::Resume { who, name } => self.resume(who, &name),
+            // Only the host may end, and the host needs no account: so the refusal says
+            // "not allowed" whoever else asks, signed in or not.
             Input::End { who } => match self.roster.role_of(who) {
                 Some(Role::Host) => {
                     self.end(EndReason::HostEnded);
@@ -103,6 +162,26 @@ impl Room {
                 self.end(EndReason::ServerShutdown);
                 Ok(())
             }
+            Input::RaiseHand { who } => self.raise_hand(who, true),
+            Input::LowerHand { who } => self.raise_hand(who, false),
+            Input::ApproveHand { who, target } => self.approve_hand(who, target),
+            Input::DismissHand { who, target } => self.dismiss_hand(who, target),
+            Input::Invite { who, target } => self.invite(who, target),
+            Input::AcceptInvite { who } => self.accept_invite(who),
+            Input::DeclineInvite { who } => self.decline_invite(who),
+            Input::StepDown { who } => self.step_down(who),
+            Input::MuteSelf { who } => self.mute_self(who, true),
+            Input::UnmuteSelf { who } => self.mute_self(who, false),
+            Input::Mute { who, target } => self.mute(who, target),
+            Input::MuteAll { who } => self.mute_all(who),
+            Input::Remove { who, target } => self.remove(who, target, now, false),
+            Input::Block { who, target } => self.remove(who, target, now, true),
+            Input::MakeCohost { who, target } => self.make_cohost(who, target),
+            Input::UnmakeCohost { who, target } => self.unmake_cohost(who, target),
+            Input::Pin { who, link } => self.pin(who, link.as_deref()),
+            Input::React { who, emoji } => self.react(who, &emoji, now),
+            Input::Chat { who, text } => self.send_chat(who, &text, now),
+            Input::DeleteChat { who, id } => self.delete_chat(who, id),
         }
     }
 
@@ -154,7 +233,8 @@ impl Room {
         self.ended
     }
 
-    /// The space as participants see it: host first, then listeners in join order.
+    /// The space as participants see it: host, co-hosts, speakers, then listeners, each in
+    /// join order; the pinned link and the raised hands.
     pub fn info(&self) -> SpaceInfo {
         SpaceInfo {
             id: self.id.clone(),
@@ -162,6 +242,8 @@ impl Room {
             host: self.host_name.clone(),
             state: self.state(),
             participants: self.participants().cloned().collect(),
+            pinned: self.pinned.clone(),
+            hands: self.hands.clone(),
         }
     }
 
@@ -178,37 +260,90 @@ impl Room {
         self.roster.role_of(who)
     }
 
+    /// `who`'s entry as everyone sees it.
+    pub fn participant(&self, who: ParticipantId) -> Option<&ParticipantInfo> {
+        self.roster.get(who)
+    }
+
     /// The host's connection; `None` while the host seat is empty or after the end.
     pub fn host(&self) -> Option<ParticipantId> {
         self.roster.host().map(|h| h.id)
     }
 
-    /// Whose audio is forwarded: the host, when present.
+    /// Whose audio is forwarded: everyone on the mic who is not muted, in listing order.
     pub fn speakers(&self) -> impl Iterator<Item = ParticipantId> + '_ {
-        self.participants()
-            .filter(|p| p.role.speaks())
-            .map(|p| p.id)
+        self.roster.stage().filter(|p| forwards(p)).map(|p| p.id)
     }
 
-    /// Host first, then listeners in join order.
+    /// Everyone on the mic (host, co-hosts, speakers), muted or not, in listing order.
+    pub fn stage(&self) -> impl Iterator<Item = &ParticipantInfo> + '_ {
+        self.roster.stage()
+    }
+
+    /// Host, then co-hosts, speakers and listeners, each in join order.
     pub fn participants(&self) -> impl Iterator<Item = &ParticipantInfo> + '_ {
         self.roster.iter()
     }
 
-    fn join(&mut self, who: ParticipantId, name: &str) -> Result<(), RoomError> {
+    /// The raised hands, oldest first.
+    pub fn hands(&self) -> &[ParticipantId] {
+        &self.hands
+    }
+
+    /// Who invited `who` up to speak, if an invitation is pending.
+    pub fn invited_by(&self, who: ParticipantId) -> Option<ParticipantId> {
+        self.invites.get(&who).copied()
+    }
+
+    pub fn pinned(&self) -> Option<&str> {
+        self.pinned.as_deref()
+    }
+
+    /// Whether `user` is blocked from the host's spaces.
+    pub fn is_blocked(&self, user: &UserId) -> bool {
+        self.blocked.contains(user)
+    }
+
+    /// Whether connection `who` was removed from this space.
+    pub fn was_removed(&self, who: ParticipantId) -> bool {
+        self.removed.contains(&who)
+    }
+
+    fn join(
+        &mut self,
+        who: ParticipantId,
+        name: &str,
+        user: Option<UserId>,
+    ) -> Result<(), RoomError> {
         if self.roster.contains(who) {
             return Err(RoomError::AlreadyIn);
         }
+        if let Some(user) = &user {
+            if self.blocked.contains(user) {
+                return Err(RoomError::Blocked);
+            }
+            if self.removed_users.contains(user) {
+                return Err(RoomError::Removed);
+            }
+            // One connection per account: a block or removal then reaches all of it.
+            if self.roster.with_user(user).is_some() || self.host_user.as_ref() == Some(user) {
+                return Err(RoomError::AlreadyIn);
+            }
+        }
+        if self.removed.contains(&who) {
+            return Err(RoomError::Removed);
+        }
         let name = clean_name(name)?;
-        if self.roster.listener_count() >= self.config.listener_seats() {
+        // Everyone but the host takes one of the other seats, on the mic or not.
+        let others = self.roster.len() - usize::from(self.roster.host().is_some());
+        if others >= self.config.listener_seats() {
             return Err(RoomError::Full);
         }
         let info = ParticipantInfo {
-            id: who,
-            name,
-            role: Role::Listener,
+            user,
+            ..ParticipantInfo::new(who, name, Role::Listener)
         };
-        self.roster.add_listener(info.clone());
+        self.roster.add(info.clone());
         self.broadcast(
             ServerMsg::ParticipantJoined { participant: info },
             Some(who),
@@ -219,22 +354,44 @@ impl Room {
 
     fn leave(&mut self, who: ParticipantId, now: Instant, lost: bool) -> Result<(), RoomError> {
         let role = self.roster.role_of(who).ok_or(RoomError::NotIn)?;
+        if role == Role::Host && !lost {
+            self.end(EndReason::HostEnded);
+            return Ok(());
+        }
+        self.depart(who, now);
         if role == Role::Host {
-            if !lost {
-                self.end(EndReason::HostEnded);
-                return Ok(());
-            }
-            self.roster.unseat_host();
             self.host_deadline = now.checked_add(self.config.host_grace);
-        } else {
-            self.roster.remove_listener(who);
+        }
+        Ok(())
+    }
+
+    /// Takes `who` (who is in) out of the room: tells the others, drops its hand and
+    /// invitation, stops its media.
+    fn depart(&mut self, who: ParticipantId, now: Instant) {
+        let Some(info) = self.roster.remove(who) else {
+            return;
+        };
+        self.invites.remove(&who);
+        // An idle limiter is the same as none; a busy one stays, so leaving and coming back
+        // does not refill it.
+        for rates in [&mut self.reaction_rate, &mut self.chat_rate] {
+            if rates
+                .get(&info.user)
+                .is_some_and(|tat| RateLimit::is_idle(*tat, now))
+            {
+                rates.remove(&info.user);
+            }
         }
         self.broadcast(ServerMsg::ParticipantLeft { participant: who }, Some(who));
-        if role.speaks() {
+        if forwards(&info) {
             self.media(MediaChange::StopSpeaking(who));
         }
         self.media(MediaChange::StopReceiving(who));
-        Ok(())
+        // After it stops receiving, so the one who left is told nothing more.
+        if info.hand_raised {
+            self.hands.retain(|h| *h != who);
+            self.broadcast_hands();
+        }
     }
 
     fn resume(&mut self, who: ParticipantId, name: &str) -> Result<(), RoomError> {
@@ -244,11 +401,14 @@ impl Room {
         if self.roster.contains(who) {
             return Err(RoomError::AlreadyIn);
         }
+        // Gone means gone, whatever token it shows.
+        if self.removed.contains(&who) {
+            return Err(RoomError::Removed);
+        }
         let name = clean_name(name)?;
         let info = ParticipantInfo {
-            id: who,
-            name,
-            role: Role::Host,
+            user: self.host_user.clone(),
+            ..ParticipantInfo::new(who, name, Role::Host)
         };
         self.host_deadline = None;
         self.broadcast(
@@ -261,10 +421,10 @@ impl Room {
         Ok(())
     }
 
-    /// Seats the host and starts its media; the caller has checked the seat is empty.
+    /// Seats the host (unmuted) and starts its media; the caller has checked the seat is empty.
     fn seat_host(&mut self, info: ParticipantInfo) {
         let who = info.id;
-        self.roster.seat_host(info);
+        self.roster.add(info);
         self.media(MediaChange::StartSpeaking(who));
         self.media(MediaChange::StartReceiving(who));
     }
@@ -278,11 +438,13 @@ impl Room {
         };
         self.broadcast(msg, None);
         for p in self.roster.clear() {
-            if p.role.speaks() {
+            if forwards(&p) {
                 self.media(MediaChange::StopSpeaking(p.id));
             }
             self.media(MediaChange::StopReceiving(p.id));
         }
+        self.hands.clear();
+        self.invites.clear();
         self.ended = Some(reason);
         self.host_deadline = None;
         self.outputs.push_back(Output::Ended { reason });
@@ -292,9 +454,23 @@ impl Room {
         self.outputs.push_back(Output::Broadcast { msg, except });
     }
 
+    fn send(&mut self, to: ParticipantId, msg: ServerMsg) {
+        self.outputs.push_back(Output::Send { to, msg });
+    }
+
+    fn broadcast_hands(&mut self) {
+        let hands = self.hands.clone();
+        self.broadcast(ServerMsg::HandQueue { hands }, None);
+    }
+
     fn media(&mut self, change: MediaChange) {
         self.outputs.push_back(Output::Media(change));
     }
+}
+
+/// Whether `p`'s audio is forwarded: on the mic and not muted.
+fn forwards(p: &ParticipantInfo) -> bool {
+    p.role.speaks() && !p.muted
 }
 
 #[cfg(test)]
@@ -316,6 +492,7 @@ mod tests {
         RoomConfig {
             max_participants,
             host_grace: GRACE,
+            ..RoomConfig::default()
         }
     }
 
@@ -344,6 +521,7 @@ mod tests {
         Input::Join {
             who,
             name: name.into(),
+            user: None,
         }
     }
 
@@ -369,11 +547,7 @@ mod tests {
     }
 
     fn listener(id: ParticipantId, name: &str) -> ParticipantInfo {
-        ParticipantInfo {
-            id,
-            name: name.into(),
-            role: Role::Listener,
-        }
+        ParticipantInfo::new(id, name.into(), Role::Listener)
     }
 
     /// Asserts `input` is refused with `err` and changes nothing, including queued outputs.
@@ -424,11 +598,7 @@ mod tests {
         assert_eq!(info.state, SpaceState::Live);
         assert_eq!(
             info.participants,
-            [ParticipantInfo {
-                id: HOST,
-                name: "ada".into(),
-                role: Role::Host
-            }]
+            [ParticipantInfo::new(HOST, "ada".into(), Role::Host)]
         );
     }
 
@@ -641,11 +811,7 @@ mod tests {
         assert_refused(&mut room, resume(BOB, ""), t0, RoomError::InvalidName);
         let host2 = ParticipantId(10);
         room.handle(resume(host2, " ada "), t0).unwrap();
-        let seat = ParticipantInfo {
-            id: host2,
-            name: "ada".into(),
-            role: Role::Host,
-        };
+        let seat = ParticipantInfo::new(host2, "ada".into(), Role::Host);
         assert_eq!(
             drain(&mut room),
             [

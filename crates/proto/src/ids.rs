@@ -82,9 +82,110 @@ impl fmt::Display for ParticipantId {
     }
 }
 
+/// A signed-in account as the room sees it: a handle of 1 to [`UserId::MAX_LEN`] characters of
+/// `a-z`, `0-9` and `_`. Participants without one are signed out and may only listen.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+/// Why a string is not a [`UserId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a user id is 1 to 32 characters of a-z, 0-9 and _, got {0:?}")]
+pub struct UserIdError(String);
+
+impl UserId {
+    /// Longest user id, in characters (all ASCII, so also in bytes).
+    pub const MAX_LEN: usize = 32;
+
+    /// Checks `s` and wraps it. The charset is narrow on purpose: ids appear in logs, URLs and
+    /// SQL keys, and two ids that look alike must be the same id.
+    pub fn new(s: impl Into<String>) -> Result<Self, UserIdError> {
+        let s = s.into();
+        let ok = (1..=Self::MAX_LEN).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if ok {
+            Ok(UserId(s))
+        } else {
+            // Keep the echo short: the input may be a hostile megabyte.
+            Err(UserIdError(s.chars().take(40).collect()))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for UserId {
+    type Err = UserIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UserId::new(s)
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = UserIdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        UserId::new(s)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(id: UserId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A chat message's id, unique within one room and increasing in send order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(transparent)]
+pub struct ChatId(pub u64);
+
+impl fmt::Display for ChatId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m{}", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_are_a_narrow_bounded_charset() {
+        for good in ["a", "ada_lovelace", "x1", &"z".repeat(UserId::MAX_LEN)] {
+            let id = UserId::new(good).unwrap();
+            assert_eq!(id.as_str(), good);
+            assert_eq!(good.parse::<UserId>(), Ok(id.clone()));
+            let json = serde_json::to_string(&id).unwrap();
+            assert_eq!(serde_json::from_str::<UserId>(&json).unwrap(), id);
+        }
+        for bad in [
+            "",
+            "Ada",
+            "ada lovelace",
+            "ada-l",
+            "é",
+            "ada\n",
+            &"z".repeat(UserId::MAX_LEN + 1),
+        ] {
+            assert!(UserId::new(bad).is_err(), "{bad:?} accepted");
+            let json = serde_json::to_string(bad).unwrap();
+            assert!(serde_json::from_str::<UserId>(&json).is_err(), "{bad:?}");
+        }
+        let echo = UserId::new("X".repeat(1 << 20)).unwrap_err().to_string();
+        assert!(echo.len() < 200, "a hostile id is echoed short");
+    }
 
     #[test]
     fn space_id_round_trips_and_rejects_junk() {

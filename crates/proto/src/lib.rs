@@ -18,10 +18,10 @@ pub use http::{
     AddDeviceRequest, ApiError, Challenge, ChallengeRequest, Profile, ProfileUpdate,
     RegisterRequest, Session, SignInRequest, SpaceDetails, SpaceSummary,
 };
-pub use ids::{ParticipantId, SpaceId, SpaceIdError};
+pub use ids::{ChatId, ParticipantId, SpaceId, SpaceIdError, UserId, UserIdError};
 pub use signal::{
-    ClientMsg, DecodeError, EndReason, ErrorCode, ParticipantInfo, Role, ServerMsg, SpaceInfo,
-    SpaceState, decode_client, decode_server, encode,
+    ChatMessage, ClientMsg, DecodeError, EndReason, ErrorCode, ParticipantInfo, Role, ServerMsg,
+    SpaceInfo, SpaceState, decode_client, decode_server, encode,
 };
 
 /// The signaling protocol version this build speaks.
@@ -43,3 +43,12 @@ pub const MAX_TOPICS: usize = 3;
 
 /// Longest topic, in characters.
 pub const MAX_TOPIC_CHARS: usize = 32;
+
+/// Longest chat message, in characters (after trimming surrounding whitespace).
+pub const MAX_CHAT_CHARS: usize = 500;
+
+/// Longest pinned link, in characters. Links longer than this are not worth showing anyway.
+pub const MAX_LINK_CHARS: usize = 512;
+
+/// The reactions a participant may send: a fixed set, so a reaction is never a message.
+pub const REACTIONS: [&str; 6] = ["💯", "😂", "👏", "❤️", "🙌", "👋"];

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{MAX_FRAME_BYTES, ParticipantId, SpaceId, SpaceSummary};
+use crate::{ChatId, MAX_FRAME_BYTES, ParticipantId, SpaceId, SpaceSummary, UserId};
 
 /// What a client sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,46 @@ pub enum ClientMsg {
     Leave,
     /// End the space (host only).
     End,
+    /// A listener asks to speak.
+    RaiseHand,
+    /// A listener withdraws its request to speak.
+    LowerHand,
+    /// The host or a co-host brings a listener with a raised hand up to speak.
+    ApproveHand { participant: ParticipantId },
+    /// The host or a co-host lowers a listener's hand without bringing it up.
+    DismissHand { participant: ParticipantId },
+    /// The host or a co-host invites a listener up to speak; the listener accepts or declines.
+    Invite { participant: ParticipantId },
+    /// The sender accepts its pending invitation to speak.
+    AcceptInvite,
+    /// The sender declines its pending invitation to speak.
+    DeclineInvite,
+    /// A speaker or co-host goes back to the audience.
+    StepDown,
+    /// Someone on the mic mutes their own microphone.
+    MuteSelf,
+    /// Someone on the mic unmutes their own microphone.
+    UnmuteSelf,
+    /// The host or a co-host mutes one person on the mic.
+    Mute { participant: ParticipantId },
+    /// The host or a co-host mutes everyone else on the mic.
+    MuteAll,
+    /// The host or a co-host removes someone from the space.
+    Remove { participant: ParticipantId },
+    /// The host or a co-host removes someone and blocks their account from the host's spaces.
+    Block { participant: ParticipantId },
+    /// The host makes someone a co-host.
+    MakeCohost { participant: ParticipantId },
+    /// The host takes co-host rights away.
+    UnmakeCohost { participant: ParticipantId },
+    /// The host or a co-host pins a link (http or https), or clears the pin with `null`.
+    Pin { link: Option<String> },
+    /// A reaction from [`crate::REACTIONS`].
+    React { emoji: String },
+    /// A chat message of up to [`crate::MAX_CHAT_CHARS`] characters.
+    Chat { text: String },
+    /// Delete a chat message (its author, the host or a co-host).
+    DeleteChat { id: ChatId },
 }
 
 /// What a server sends.
@@ -65,6 +105,40 @@ pub enum ServerMsg {
     /// A request failed or a frame was refused. The connection stays open unless the error
     /// is [`ErrorCode::UnsupportedVersion`].
     Error { code: ErrorCode, message: String },
+    /// Someone's role, mute or raised hand changed; `participant` is the whole new entry.
+    ParticipantUpdated { participant: ParticipantInfo },
+    /// The raised hands, oldest first (sent whenever the queue changes).
+    HandQueue { hands: Vec<ParticipantId> },
+    /// Sent to a listener only: `by` invites it up to speak.
+    Invited { by: ParticipantId },
+    /// `participant` declined an invitation to speak.
+    InviteDeclined { participant: ParticipantId },
+    /// `participant` reacted with `emoji` (one of [`crate::REACTIONS`]).
+    Reaction {
+        participant: ParticipantId,
+        emoji: String,
+    },
+    /// A chat message.
+    Chat { message: ChatMessage },
+    /// A chat message was deleted.
+    ChatDeleted { id: ChatId },
+    /// The pinned link changed (`None`: nothing is pinned).
+    Pinned { link: Option<String> },
+    /// Sent to the removed participant only, just before it stops receiving: it was removed
+    /// from `space` (and its account blocked from the host's spaces if `blocked`).
+    Removed { space: SpaceId, blocked: bool },
+}
+
+/// One chat message in a space.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct ChatMessage {
+    pub id: ChatId,
+    pub author: ParticipantId,
+    pub text: String,
+    /// When it was sent, in milliseconds since the room opened on the server (the room core
+    /// knows no wall clock; the order and spacing of messages is what it can vouch for).
+    pub at_ms: u64,
 }
 
 /// Why a space ended.
@@ -89,7 +163,15 @@ pub struct SpaceInfo {
     pub title: String,
     pub host: String,
     pub state: SpaceState,
+    /// Host, co-hosts, speakers, then listeners, each group in join order.
     pub participants: Vec<ParticipantInfo>,
+    /// The pinned link, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
+    /// The raised hands, oldest first.
+    // `default` last, as in `ParticipantInfo`: optional in the TypeScript, as on the wire.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub hands: Vec<ParticipantId>,
 }
 
 /// Whether a space is on.
@@ -128,6 +210,36 @@ pub struct ParticipantInfo {
     pub id: ParticipantId,
     pub name: String,
     pub role: Role,
+    /// The account, or `None` for a signed-out listener. Absent on the wire when `None`, so
+    /// older peers read the same frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    /// Whether this person's microphone is muted (only meaningful on the mic).
+    // `default` last: specta reads serde's attributes in order, and this makes the field
+    // (and the next) optional in the generated TypeScript too, as it is on the wire.
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub muted: bool,
+    /// Whether this listener has a hand raised.
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub hand_raised: bool,
+}
+
+impl ParticipantInfo {
+    /// A signed-out listener's entry with nothing raised or muted.
+    pub fn new(id: ParticipantId, name: String, role: Role) -> ParticipantInfo {
+        ParticipantInfo {
+            id,
+            name,
+            role,
+            user: None,
+            muted: false,
+            hand_raised: false,
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What a participant may do in a space.
@@ -136,14 +248,25 @@ pub struct ParticipantInfo {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Role {
+    /// Opened the space; exactly one while it is live. Listed first.
     Host,
+    /// Moderates with the host (a few per space).
+    Cohost,
+    /// On the mic, without moderation rights.
+    Speaker,
+    /// In the audience.
     Listener,
 }
 
 impl Role {
-    /// Whether this role's audio is forwarded to the room.
+    /// Whether this role is on the mic: its audio is forwarded unless muted.
     pub fn speaks(self) -> bool {
-        matches!(self, Role::Host)
+        matches!(self, Role::Host | Role::Cohost | Role::Speaker)
+    }
+
+    /// Whether this role may moderate (approve hands, invite, mute, remove, pin).
+    pub fn moderates(self) -> bool {
+        matches!(self, Role::Host | Role::Cohost)
     }
 }
 
@@ -183,6 +306,25 @@ pub enum ErrorCode {
     MediaFailed,
     /// The server failed; the request may be retried.
     Internal,
+    /// Only signed-in participants may do this; signed-out ones may listen.
+    SignInRequired,
+    /// The sender's account is blocked from this host's spaces.
+    Blocked,
+    /// The sender was removed from this space and may not come back.
+    Removed,
+    /// The participant the request names is not in the space.
+    NoSuchParticipant,
+    /// The participant the request names is not in a state this applies to (no raised hand,
+    /// not on the mic, already a co-host, signed out, ...).
+    InvalidTarget,
+    /// There is no pending invitation to answer.
+    NoInvite,
+    /// Every seat of that kind on the stage is taken.
+    StageFull,
+    /// Too many requests of this kind too quickly; retry a little later.
+    RateLimited,
+    /// No chat message has this id (or it is too old to delete).
+    NoSuchMessage,
 }
 
 /// Why a frame could not be decoded. Each maps onto an [`ErrorCode`] for the reply.
@@ -211,7 +353,34 @@ impl DecodeError {
 }
 
 const CLIENT_TYPES: &[&str] = &[
-    "hello", "create", "watch", "join", "resume", "offer", "leave", "end",
+    "hello",
+    "create",
+    "watch",
+    "join",
+    "resume",
+    "offer",
+    "leave",
+    "end",
+    "raise_hand",
+    "lower_hand",
+    "approve_hand",
+    "dismiss_hand",
+    "invite",
+    "accept_invite",
+    "decline_invite",
+    "step_down",
+    "mute_self",
+    "unmute_self",
+    "mute",
+    "mute_all",
+    "remove",
+    "block",
+    "make_cohost",
+    "unmake_cohost",
+    "pin",
+    "react",
+    "chat",
+    "delete_chat",
 ];
 const SERVER_TYPES: &[&str] = &[
     "welcome",
@@ -223,6 +392,15 @@ const SERVER_TYPES: &[&str] = &[
     "ended",
     "directory",
     "error",
+    "participant_updated",
+    "hand_queue",
+    "invited",
+    "invite_declined",
+    "reaction",
+    "chat",
+    "chat_deleted",
+    "pinned",
+    "removed",
 ];
 
 fn decode<T: serde::de::DeserializeOwned>(frame: &str, known: &[&str]) -> Result<T, DecodeError> {
@@ -281,17 +459,11 @@ mod tests {
             host: "ada".into(),
             state: SpaceState::Live,
             participants: vec![
-                ParticipantInfo {
-                    id: ParticipantId(1),
-                    name: "ada".into(),
-                    role: Role::Host,
-                },
-                ParticipantInfo {
-                    id: ParticipantId(2),
-                    name: "bob".into(),
-                    role: Role::Listener,
-                },
+                ParticipantInfo::new(ParticipantId(1), "ada".into(), Role::Host),
+                ParticipantInfo::new(ParticipantId(2), "bob".into(), Role::Listener),
             ],
+            pinned: None,
+            hands: Vec::new(),
         }
     }
 
@@ -318,6 +490,49 @@ mod tests {
             },
             ClientMsg::Leave,
             ClientMsg::End,
+            ClientMsg::RaiseHand,
+            ClientMsg::LowerHand,
+            ClientMsg::ApproveHand {
+                participant: ParticipantId(2),
+            },
+            ClientMsg::DismissHand {
+                participant: ParticipantId(2),
+            },
+            ClientMsg::Invite {
+                participant: ParticipantId(2),
+            },
+            ClientMsg::AcceptInvite,
+            ClientMsg::DeclineInvite,
+            ClientMsg::StepDown,
+            ClientMsg::MuteSelf,
+            ClientMsg::UnmuteSelf,
+            ClientMsg::Mute {
+                participant: ParticipantId(2),
+            },
+            ClientMsg::MuteAll,
+            ClientMsg::Remove {
+                participant: ParticipantId(2),
+            },
+            ClientMsg::Block {
+                participant: ParticipantId(2),
+            },
+            ClientMsg::MakeCohost {
+                participant: ParticipantId(2),
+            },
+            ClientMsg::UnmakeCohost {
+                participant: ParticipantId(2),
+            },
+            ClientMsg::Pin {
+                link: Some("https://example.org/notes".into()),
+            },
+            ClientMsg::Pin { link: None },
+            ClientMsg::React {
+                emoji: "👏".into()
+            },
+            ClientMsg::Chat {
+                text: "hello, room".into(),
+            },
+            ClientMsg::DeleteChat { id: ChatId(4) },
         ]
     }
 
@@ -334,6 +549,15 @@ mod tests {
             },
             ServerMsg::Joined {
                 space: space(),
+                role: Role::Listener,
+                host_token: None,
+            },
+            ServerMsg::Joined {
+                space: SpaceInfo {
+                    pinned: Some("https://example.org/notes".into()),
+                    hands: vec![ParticipantId(2)],
+                    ..space()
+                },
                 role: Role::Listener,
                 host_token: None,
             },
@@ -366,6 +590,60 @@ mod tests {
             ServerMsg::Error {
                 code: ErrorCode::NoSuchSpace,
                 message: "no space abcdefgh2345".into(),
+            },
+            ServerMsg::Error {
+                code: ErrorCode::SignInRequired,
+                message: "sign in to do this".into(),
+            },
+            ServerMsg::ParticipantUpdated {
+                participant: ParticipantInfo {
+                    id: ParticipantId(2),
+                    name: "bob".into(),
+                    role: Role::Speaker,
+                    user: Some(UserId::new("bob").unwrap()),
+                    muted: true,
+                    hand_raised: false,
+                },
+            },
+            ServerMsg::ParticipantUpdated {
+                participant: ParticipantInfo {
+                    user: Some(UserId::new("cy").unwrap()),
+                    hand_raised: true,
+                    ..ParticipantInfo::new(ParticipantId(3), "cy".into(), Role::Listener)
+                },
+            },
+            ServerMsg::ParticipantUpdated {
+                participant: ParticipantInfo::new(ParticipantId(4), "di".into(), Role::Cohost),
+            },
+            ServerMsg::HandQueue {
+                hands: vec![ParticipantId(3), ParticipantId(5)],
+            },
+            ServerMsg::Invited {
+                by: ParticipantId(1),
+            },
+            ServerMsg::InviteDeclined {
+                participant: ParticipantId(3),
+            },
+            ServerMsg::Reaction {
+                participant: ParticipantId(3),
+                emoji: "❤️".into(),
+            },
+            ServerMsg::Chat {
+                message: ChatMessage {
+                    id: ChatId(4),
+                    author: ParticipantId(3),
+                    text: "hello, room".into(),
+                    at_ms: 61_500,
+                },
+            },
+            ServerMsg::ChatDeleted { id: ChatId(4) },
+            ServerMsg::Pinned {
+                link: Some("https://example.org/notes".into()),
+            },
+            ServerMsg::Pinned { link: None },
+            ServerMsg::Removed {
+                space: "abcdefgh2345".parse().unwrap(),
+                blocked: true,
             },
         ]
     }
@@ -444,6 +722,42 @@ mod tests {
     }
 
     #[test]
+    fn stage_fields_are_optional_on_the_wire_and_checked() {
+        // A frame from before the stage existed still decodes, with the new fields at rest.
+        let old = r#"{"type":"participant_joined","participant":{"id":2,"name":"bob","role":"listener"}}"#;
+        assert_eq!(
+            decode_server(old),
+            Ok(ServerMsg::ParticipantJoined {
+                participant: ParticipantInfo::new(ParticipantId(2), "bob".into(), Role::Listener)
+            })
+        );
+        let bad_user = r#"{"type":"participant_updated","participant":{"id":2,"name":"b","role":"speaker","user":"Not An Id"}}"#;
+        assert_eq!(
+            decode_server(bad_user).unwrap_err().code(),
+            ErrorCode::BadFrame
+        );
+        for frame in [
+            r#"{"type":"react"}"#,
+            r#"{"type":"approve_hand"}"#,
+            r#"{"type":"delete_chat","id":-1}"#,
+            r#"{"type":"pin","link":3}"#,
+        ] {
+            assert_eq!(
+                decode_client(frame).unwrap_err().code(),
+                ErrorCode::BadFrame,
+                "{frame}"
+            );
+        }
+        // A pin without a link clears it.
+        assert_eq!(
+            decode_client(r#"{"type":"pin"}"#),
+            Ok(ClientMsg::Pin { link: None })
+        );
+        assert!(Role::Speaker.speaks() && Role::Cohost.speaks() && !Role::Listener.speaks());
+        assert!(Role::Cohost.moderates() && !Role::Speaker.moderates());
+    }
+
+    #[test]
     fn decoder_survives_arbitrary_bytes() {
         // A cheap deterministic fuzz: mutate valid frames byte by byte; nothing may panic.
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
@@ -453,7 +767,11 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let seeds: Vec<String> = all_client().iter().map(encode).collect();
+        let seeds: Vec<String> = all_client()
+            .iter()
+            .map(encode)
+            .chain(all_server().iter().map(encode))
+            .collect();
         for i in 0..20_000 {
             let mut bytes = seeds[i % seeds.len()].clone().into_bytes();
             for _ in 0..(next() % 4 + 1) {

@@ -189,7 +189,15 @@ impl RoomActor {
                 self.conns.insert(who, conn);
                 let result = self
                     .room
-                    .handle(confab_core::Input::Join { who, name }, now);
+                    // Accounts come later: everyone joins signed out (listen-only) for now.
+                    .handle(
+                        confab_core::Input::Join {
+                            who,
+                            name,
+                            user: None,
+                        },
+                        now,
+                    );
                 let answer = match result {
                     Ok(()) => Ok(self.room.info()),
                     Err(e) => {
@@ -279,6 +287,7 @@ impl RoomActor {
         while let Some(out) = self.room.poll_output() {
             match out {
                 Output::Broadcast { msg, except } => self.broadcast(&msg, except),
+                Output::Send { to, msg } => self.send(to, msg),
                 Output::Media(change) => {
                     rewire = true;
                     match change {

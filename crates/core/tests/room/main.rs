@@ -2,7 +2,9 @@
 //! (the host comes back in time or the space ends; a full space turns people away), and a
 //! seeded randomized simulation (`sim`) that checks the room's invariants after every step.
 
+mod matrix;
 mod sim;
+mod stage;
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ fn config(max_participants: usize) -> RoomConfig {
     RoomConfig {
         max_participants,
         host_grace: GRACE,
+        ..RoomConfig::default()
     }
 }
 
@@ -38,6 +41,7 @@ fn join(room: &mut Room, id: u64, now: Instant) -> Result<(), RoomError> {
         Input::Join {
             who: ParticipantId(id),
             name: format!("listener {id}"),
+            user: None,
         },
         now,
     )
@@ -292,6 +296,7 @@ fn refusals_carry_their_wire_codes() {
                 Input::Join {
                     who: ParticipantId(11),
                     name: "\t".into(),
+                    user: None,
                 },
                 t0,
             ),
