@@ -27,6 +27,9 @@ pub struct ClientConfig {
     pub rtc: RtcConfig,
     /// Opus settings for the microphone.
     pub encoder: EncoderConfig,
+    /// A bearer token from signing in (see [`crate::identity`]); `None`: signed out, which
+    /// may only listen.
+    pub token: Option<String>,
 }
 
 impl ClientConfig {
@@ -46,7 +49,14 @@ impl ClientConfig {
             name: name.into(),
             rtc,
             encoder: EncoderConfig::default(),
+            token: None,
         }
+    }
+
+    /// The same, signed in with `token`.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
     }
 }
 
@@ -104,6 +114,9 @@ pub enum Event {
         code: ErrorCode,
         message: String,
     },
+    /// A stage message for the UI: a participant's role, mute or hand changed, the hand queue,
+    /// an invitation to speak, a reaction, chat, a pin, or this client's removal.
+    Stage(ServerMsg),
     /// The connection to the server is gone.
     Disconnected {
         reason: String,
@@ -189,6 +202,7 @@ enum Cmd {
     Leave(oneshot::Sender<Result<(), ClientError>>),
     Mic(oneshot::Sender<Result<Mic, ClientError>>),
     DropMedia(oneshot::Sender<Result<(), ClientError>>),
+    Stage(ClientMsg, oneshot::Sender<Result<(), ClientError>>),
     Close,
 }
 
@@ -243,6 +257,7 @@ impl Client {
         let hello = ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             name: config.name.clone(),
+            token: config.token.clone(),
         };
         ws.send(Message::Text(encode(&hello).into()))
             .await
@@ -361,6 +376,12 @@ impl Client {
         self.ask(Cmd::DropMedia).await
     }
 
+    /// Sends a stage request (raise a hand, approve one, mute, react, chat, ...). The server
+    /// answers with broadcasts to everyone, or an error event to this client only.
+    pub async fn stage(&self, request: ClientMsg) -> Result<(), ClientError> {
+        self.ask(|tx| Cmd::Stage(request, tx)).await
+    }
+
     /// Closes the connection.
     pub async fn close(&self) {
         let _ = self.cmd.send(Cmd::Close).await;
@@ -470,6 +491,10 @@ impl Task {
                 Some(mic) if self.connected => drop(tx.send(Ok(mic.clone()))),
                 _ => self.mic_waiters.push(tx),
             },
+            Cmd::Stage(msg, tx) => {
+                self.send(&msg).await?;
+                let _ = tx.send(Ok(()));
+            }
             Cmd::Close => {}
         }
         Ok(())
@@ -544,7 +569,7 @@ impl Task {
             },
             ServerMsg::Directory { spaces } => self.emit(Event::Directory(spaces)).await,
             ServerMsg::Welcome { .. } => {}
-            _ => {}
+            stage => self.emit(Event::Stage(stage)).await,
         }
     }
 

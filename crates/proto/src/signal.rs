@@ -10,7 +10,14 @@ use crate::{ChatId, MAX_FRAME_BYTES, ParticipantId, SpaceId, SpaceSummary, UserI
 #[non_exhaustive]
 pub enum ClientMsg {
     /// The first frame on every connection.
-    Hello { version: u32, name: String },
+    Hello {
+        version: u32,
+        name: String,
+        /// A bearer token from `POST /api/auth/sign-in`: the sender is that account. Without it
+        /// the sender is signed out and may only listen.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
     /// Open a new space with the sender as its host.
     Create {
         title: String,
@@ -472,6 +479,12 @@ mod tests {
             ClientMsg::Hello {
                 version: PROTOCOL_VERSION,
                 name: "ada".into(),
+                token: None,
+            },
+            ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                name: "ada".into(),
+                token: Some("6GQx0nq1Zb".into()),
             },
             ClientMsg::Create {
                 title: "Morning show".into(),

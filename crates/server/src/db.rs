@@ -62,6 +62,13 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     );
     CREATE INDEX tokens_by_expiry ON tokens(expires_at);",
+    // Accounts a host blocked from all their spaces.
+    "CREATE TABLE blocks (
+        host TEXT NOT NULL,
+        blocked TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (host, blocked)
+    );",
 ];
 
 fn now_secs() -> i64 {
@@ -354,6 +361,25 @@ impl Db {
                 row_to_user,
             )
             .optional()?)
+    }
+
+    /// Records that `host` blocked `blocked` from their spaces (again is fine).
+    pub fn insert_block(&self, host: &str, blocked: &str) -> anyhow::Result<()> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT OR IGNORE INTO blocks (host, blocked, created_at) VALUES (?1, ?2, ?3)",
+            params![host, blocked, now_secs()],
+        )?;
+        Ok(())
+    }
+
+    /// The accounts `host` blocked.
+    pub fn blocked_by(&self, host: &str) -> anyhow::Result<Vec<String>> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare("SELECT blocked FROM blocks WHERE host = ?1 ORDER BY blocked")?;
+        let rows = stmt.query_map(params![host], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every stored token hash (tests check that no raw token is kept).

@@ -128,7 +128,7 @@ async fn signaling(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> R
 
 // ---- accounts ----
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use confab_core::{MediaChange, Output, Room};
 use confab_proto::{
-    EndReason, ErrorCode, ParticipantId, ServerMsg, SpaceId, SpaceInfo, SpaceSummary,
+    EndReason, ErrorCode, ParticipantId, ServerMsg, SpaceId, SpaceInfo, SpaceSummary, UserId,
 };
 use confab_rtc::{LocalAudio, RECV_SLOTS, RemoteAudio};
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +26,7 @@ pub(crate) enum RoomCmd {
     Join {
         who: ParticipantId,
         name: String,
+        user: Option<UserId>,
         conn: Conn,
         reply: oneshot::Sender<Result<SpaceInfo, Refusal>>,
     },
@@ -44,6 +45,11 @@ pub(crate) enum RoomCmd {
     },
     End {
         who: ParticipantId,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// A stage request (`input` names who acts); refused ones change nothing.
+    Stage {
+        input: confab_core::Input,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// The participant's media session is up: these are its receive-slot tracks.
@@ -87,8 +93,13 @@ pub(crate) fn spawn(
     host: Option<(ParticipantId, Conn)>,
 ) -> RoomHandle {
     let (tx, rx) = mpsc::channel(256);
+    let host_user = room
+        .host()
+        .and_then(|h| room.participant(h))
+        .and_then(|p| p.user.clone());
     let mut actor = RoomActor {
         shared,
+        host_user,
         room,
         token,
         topics,
@@ -134,6 +145,8 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 struct RoomActor {
     shared: Arc<Shared>,
+    /// The host's account, whose blocks this room records (none: a signed-out host).
+    host_user: Option<UserId>,
     room: Room,
     token: String,
     topics: Vec<String>,
@@ -183,21 +196,14 @@ impl RoomActor {
             RoomCmd::Join {
                 who,
                 name,
+                user,
                 conn,
                 reply,
             } => {
                 self.conns.insert(who, conn);
                 let result = self
                     .room
-                    // Accounts come later: everyone joins signed out (listen-only) for now.
-                    .handle(
-                        confab_core::Input::Join {
-                            who,
-                            name,
-                            user: None,
-                        },
-                        now,
-                    );
+                    .handle(confab_core::Input::Join { who, name, user }, now);
                 let answer = match result {
                     Ok(()) => Ok(self.room.info()),
                     Err(e) => {
@@ -248,6 +254,13 @@ impl RoomActor {
                     .map_err(|e| (e.code(), e.to_string()));
                 let _ = reply.send(result);
             }
+            RoomCmd::Stage { input, reply } => {
+                let result = self
+                    .room
+                    .handle(input, now)
+                    .map_err(|e| (e.code(), e.to_string()));
+                let _ = reply.send(result);
+            }
             RoomCmd::MediaReady { who, slots } => {
                 if self.room.role_of(who).is_some() {
                     self.slots.insert(who, slots);
@@ -262,6 +275,19 @@ impl RoomActor {
             }
             RoomCmd::Stop => {}
         }
+    }
+
+    /// Keeps a block against the host's account, so their later spaces refuse the user too.
+    fn persist_block(&self, user: UserId) {
+        let Some(host) = self.host_user.clone() else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = shared.db.insert_block(host.as_str(), user.as_str()) {
+                tracing::error!(error = %e, "could not record a block");
+            }
+        });
     }
 
     /// Drops everything media-related about `who`, who is leaving.
@@ -306,6 +332,7 @@ impl RoomActor {
                     }
                 }
                 Output::Ended { reason } => self.on_ended(reason),
+                Output::Blocked { user } => self.persist_block(user),
                 _ => {}
             }
         }

@@ -8,7 +8,8 @@ use axum::extract::ws::{Message, WebSocket};
 use confab_core::Room;
 use confab_proto::{
     ClientMsg, ErrorCode, MAX_NAME_CHARS, MAX_TITLE_CHARS, MAX_TOPIC_CHARS, MAX_TOPICS,
-    PROTOCOL_VERSION, ParticipantId, Role, ServerMsg, SpaceId, SpaceState, decode_client, encode,
+    PROTOCOL_VERSION, ParticipantId, Role, ServerMsg, SpaceId, SpaceState, UserId, decode_client,
+    encode,
 };
 use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
 use futures_util::{SinkExt, StreamExt};
@@ -32,6 +33,8 @@ struct Conn {
     shared: Arc<Shared>,
     who: ParticipantId,
     name: Option<String>,
+    /// The account this connection signed in as (hello's token), if any.
+    user: Option<UserId>,
     room: Option<(SpaceId, mpsc::Sender<RoomCmd>)>,
     session: Option<PeerSession>,
     out: mpsc::Sender<ServerMsg>,
@@ -49,6 +52,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
         shared,
         who,
         name: None,
+        user: None,
         room: None,
         session: None,
         out: out_tx,
@@ -211,7 +215,11 @@ impl Conn {
         };
         let Some(name) = self.name.clone() else {
             return match msg {
-                ClientMsg::Hello { version, name } => self.hello(version, &name),
+                ClientMsg::Hello {
+                    version,
+                    name,
+                    token,
+                } => self.hello(version, &name, token).await,
                 _ => vec![error(ErrorCode::HelloFirst, "send hello first")],
             };
         };
@@ -239,20 +247,102 @@ impl Conn {
                 Vec::new()
             }
             ClientMsg::End => self.end().await,
-            _ => vec![error(
-                ErrorCode::UnknownType,
-                "this server does not handle that message",
-            )],
+            stage => self.stage(stage).await,
         }
     }
 
-    fn hello(&mut self, version: u32, name: &str) -> Vec<ServerMsg> {
+    /// A stage request: the room decides, by the sender's role, and tells everyone.
+    async fn stage(&mut self, msg: ClientMsg) -> Vec<ServerMsg> {
+        use confab_core::Input;
+        let who = self.who;
+        let input = match msg {
+            ClientMsg::RaiseHand => Input::RaiseHand { who },
+            ClientMsg::LowerHand => Input::LowerHand { who },
+            ClientMsg::ApproveHand { participant } => Input::ApproveHand {
+                who,
+                target: participant,
+            },
+            ClientMsg::DismissHand { participant } => Input::DismissHand {
+                who,
+                target: participant,
+            },
+            ClientMsg::Invite { participant } => Input::Invite {
+                who,
+                target: participant,
+            },
+            ClientMsg::AcceptInvite => Input::AcceptInvite { who },
+            ClientMsg::DeclineInvite => Input::DeclineInvite { who },
+            ClientMsg::StepDown => Input::StepDown { who },
+            ClientMsg::MuteSelf => Input::MuteSelf { who },
+            ClientMsg::UnmuteSelf => Input::UnmuteSelf { who },
+            ClientMsg::Mute { participant } => Input::Mute {
+                who,
+                target: participant,
+            },
+            ClientMsg::MuteAll => Input::MuteAll { who },
+            ClientMsg::Remove { participant } => Input::Remove {
+                who,
+                target: participant,
+            },
+            ClientMsg::Block { participant } => Input::Block {
+                who,
+                target: participant,
+            },
+            ClientMsg::MakeCohost { participant } => Input::MakeCohost {
+                who,
+                target: participant,
+            },
+            ClientMsg::UnmakeCohost { participant } => Input::UnmakeCohost {
+                who,
+                target: participant,
+            },
+            ClientMsg::Pin { link } => Input::Pin { who, link },
+            ClientMsg::React { emoji } => Input::React { who, emoji },
+            ClientMsg::Chat { text } => Input::Chat { who, text },
+            ClientMsg::DeleteChat { id } => Input::DeleteChat { who, id },
+            _ => {
+                return vec![error(
+                    ErrorCode::UnknownType,
+                    "this server does not handle that message",
+                )];
+            }
+        };
+        let Some((_, room)) = &self.room else {
+            return vec![error(ErrorCode::NotInSpace, "you are in no space")];
+        };
+        let (reply, answer) = oneshot::channel();
+        if room.send(RoomCmd::Stage { input, reply }).await.is_err() {
+            return vec![error(ErrorCode::SpaceEnded, "the space has ended")];
+        }
+        match answer.await {
+            Ok(Ok(())) => Vec::new(),
+            Ok(Err((code, message))) => vec![error(code, message)],
+            Err(_) => vec![error(ErrorCode::SpaceEnded, "the space has ended")],
+        }
+    }
+
+    async fn hello(&mut self, version: u32, name: &str, token: Option<String>) -> Vec<ServerMsg> {
         if version != PROTOCOL_VERSION {
             self.close = true;
             return vec![error(
                 ErrorCode::UnsupportedVersion,
                 format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
             )];
+        }
+        if let Some(token) = token {
+            let shared = Arc::clone(&self.shared);
+            let now = crate::http::unix_now();
+            let user =
+                tokio::task::spawn_blocking(move || shared.accounts.user_for_token(&token, now))
+                    .await;
+            match user {
+                Ok(Ok(user)) => match UserId::new(&user.handle) {
+                    Ok(id) => self.user = Some(id),
+                    Err(e) => return vec![error(ErrorCode::Internal, e.to_string())],
+                },
+                Ok(Err(e)) => return vec![error(e.code(), e.to_string())],
+                Err(e) => return vec![error(ErrorCode::Internal, e.to_string())],
+            }
         }
         match clean("name", name, MAX_NAME_CHARS) {
             Ok(name) => {
@@ -301,7 +391,7 @@ impl Conn {
                 "could not create the space; try again",
             )];
         }
-        let room = Room::new(
+        let mut room = Room::new(
             id.clone(),
             title,
             self.who,
@@ -309,6 +399,28 @@ impl Conn {
             self.shared.config.room,
             Instant::now(),
         );
+        if let Some(user) = self.user.clone() {
+            // The host's account and everyone it ever blocked from its spaces.
+            let shared = Arc::clone(&self.shared);
+            let host = user.clone();
+            let blocked = tokio::task::spawn_blocking(move || shared.db.blocked_by(host.as_str()))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r);
+            let blocked = match blocked {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the host's blocks");
+                    return vec![error(
+                        ErrorCode::Internal,
+                        "could not create the space; try again",
+                    )];
+                }
+            };
+            room = room
+                .with_host_user(user)
+                .with_blocked(blocked.into_iter().filter_map(|b| UserId::new(b).ok()));
+        }
         let info = room.info();
         let handle = room::spawn(
             Arc::clone(&self.shared),
@@ -345,9 +457,11 @@ impl Conn {
 
     async fn join(&mut self, name: &str, id: SpaceId) -> Vec<ServerMsg> {
         let (who, name, conn) = (self.who, name.to_owned(), self.out.clone());
+        let user = self.user.clone();
         self.enter(id, Role::Listener, None, |reply| RoomCmd::Join {
             who,
             name,
+            user,
             conn,
             reply,
         })
