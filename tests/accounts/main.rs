@@ -205,3 +205,84 @@ async fn a_device_registers_signs_in_after_a_restart_and_edits_its_profile() {
     assert_eq!(on_laptop.user.handle, "ada");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_persist_and_the_operator_resolves_them() {
+    use confab_server::reports::{Reports, details, list_line};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let url = server.url();
+    let http = reqwest::Client::new();
+    let ada: Session = Device::new(1)
+        .register(&http, &url, "ada")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let _bob: Session = Device::new(2)
+        .register(&http, &url, "bob")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let report = |token: Option<String>, body: serde_json::Value| {
+        let mut r = http.post(format!("{url}/api/reports")).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = report(
+        Some(ada.token.clone()),
+        json!({ "kind": "user", "target": "BOB", "reason": "shouting slurs" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Signed out, about nobody, without a reason, of an unknown kind: refused, nothing filed.
+    let r = report(
+        None,
+        json!({ "kind": "user", "target": "bob", "reason": "x" }),
+    )
+    .await
+    .unwrap();
+    refusal(r, StatusCode::UNAUTHORIZED, ErrorCode::BadToken).await;
+    for body in [
+        json!({ "kind": "user", "target": "nobody", "reason": "x" }),
+        json!({ "kind": "space", "target": "abcdefgh2345", "reason": "x" }),
+        json!({ "kind": "user", "target": "bob", "reason": "   " }),
+        json!({ "kind": "planet", "target": "bob", "reason": "x" }),
+    ] {
+        let r = report(Some(ada.token.clone()), body.clone()).await.unwrap();
+        refusal(r, StatusCode::BAD_REQUEST, ErrorCode::InvalidInput).await;
+    }
+    server.shutdown().await;
+
+    // The operator's view (what `confab-server reports` prints), after the server stopped.
+    let reports = Reports::open(dir.path()).unwrap();
+    let open = reports.list(false).unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let line = list_line(&open[0]);
+    assert!(
+        line.contains("open") && line.contains("user bob") && line.contains("by ada"),
+        "{line}"
+    );
+    let resolved = reports
+        .resolve(open[0].id, "bob blocked for a week", 1_900_000_000)
+        .unwrap();
+    assert!(details(&resolved).contains("resolution: bob blocked for a week"));
+    assert!(reports.list(false).unwrap().is_empty());
+    assert_eq!(reports.list(true).unwrap().len(), 1);
+    // Resolving twice, or a report that does not exist: a clear error, nothing changed.
+    assert!(reports.resolve(open[0].id, "again", 1_900_000_001).is_err());
+    assert!(reports.resolve(999, "none", 1_900_000_001).is_err());
+    assert_eq!(
+        reports
+            .show(open[0].id)
+            .unwrap()
+            .unwrap()
+            .resolution
+            .as_deref(),
+        Some("bob blocked for a week")
+    );
+}

@@ -105,3 +105,18 @@ pub struct ProfileUpdate {
 pub struct AddDeviceRequest {
     pub public_key: String,
 }
+
+/// `POST /api/reports` (signed in): report a user (`kind` "user", `target` a handle) or a space
+/// (`kind` "space", `target` its id) to the server's operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRequest {
+    pub kind: String,
+    pub target: String,
+    pub reason: String,
+}
+
+/// The answer to [`ReportRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportFiled {
+    pub id: i64,
+}

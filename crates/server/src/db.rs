@@ -69,6 +69,18 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (host, blocked)
     );",
+    // Abuse reports, for the operator (`confab-server reports`).
+    "CREATE TABLE reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        reporter TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('user', 'space')),
+        target TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        resolution TEXT
+    );
+    CREATE INDEX reports_open ON reports(resolved_at);",
 ];
 
 fn now_secs() -> i64 {
@@ -382,6 +394,58 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Files a report; returns its id.
+    pub fn insert_report(
+        &self,
+        reporter: &str,
+        kind: &str,
+        target: &str,
+        reason: &str,
+        now: i64,
+    ) -> anyhow::Result<i64> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO reports (reporter, kind, target, reason, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![reporter, kind, target, reason, now],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Reports, oldest first; only open ones unless `all`.
+    pub fn reports(&self, all: bool) -> anyhow::Result<Vec<ReportRecord>> {
+        let conn = self.conn()?;
+        let sql = if all {
+            "SELECT id, reporter, kind, target, reason, created_at, resolved_at, resolution FROM reports ORDER BY id"
+        } else {
+            "SELECT id, reporter, kind, target, reason, created_at, resolved_at, resolution FROM reports WHERE resolved_at IS NULL ORDER BY id"
+        };
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map([], row_to_report)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One report.
+    pub fn report(&self, id: i64) -> anyhow::Result<Option<ReportRecord>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, reporter, kind, target, reason, created_at, resolved_at, resolution FROM reports WHERE id = ?1",
+                params![id],
+                row_to_report,
+            )
+            .optional()?)
+    }
+
+    /// Marks an open report resolved; false if there is no such open report.
+    pub fn resolve_report(&self, id: i64, resolution: &str, now: i64) -> anyhow::Result<bool> {
+        let conn = self.conn()?;
+        let n = conn.execute(
+            "UPDATE reports SET resolved_at = ?2, resolution = ?3 WHERE id = ?1 AND resolved_at IS NULL",
+            params![id, now, resolution],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Every stored token hash (tests check that no raw token is kept).
     pub fn token_hashes(&self) -> anyhow::Result<Vec<Vec<u8>>> {
         let conn = self.conn()?;
@@ -389,6 +453,32 @@ impl Db {
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// One row of `reports`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRecord {
+    pub id: i64,
+    pub reporter: String,
+    pub kind: String,
+    pub target: String,
+    pub reason: String,
+    pub created_at: i64,
+    pub resolved_at: Option<i64>,
+    pub resolution: Option<String>,
+}
+
+fn row_to_report(row: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRecord> {
+    Ok(ReportRecord {
+        id: row.get(0)?,
+        reporter: row.get(1)?,
+        kind: row.get(2)?,
+        target: row.get(3)?,
+        reason: row.get(4)?,
+        created_at: row.get(5)?,
+        resolved_at: row.get(6)?,
+        resolution: row.get(7)?,
+    })
 }
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<SpaceRecord>> {

@@ -17,10 +17,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use confab_proto::{
     AddDeviceRequest, ApiError, Challenge, ChallengeRequest, ErrorCode, Profile, ProfileUpdate,
-    RegisterRequest, Session, SignInRequest, SpaceDetails, SpaceId, SpaceSummary,
+    RegisterRequest, ReportFiled, ReportRequest, Session, SignInRequest, SpaceDetails, SpaceId,
+    SpaceSummary,
 };
 
 use crate::accounts::{AccountError, Token, User};
+use crate::reports::{ReportError, ReportKind};
 
 use crate::Shared;
 use crate::room::lock;
@@ -39,6 +41,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/me", get(me).put(update_me))
         .route("/api/me/devices", post(add_device))
         .route("/api/users/{handle}", get(user_profile))
+        .route("/api/reports", post(file_report))
         .route("/ws", get(signaling))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(shared)
@@ -343,4 +346,45 @@ async fn user_profile(State(shared): State<Arc<Shared>>, Path(handle): Path<Stri
             ),
         })
         .into_response()
+}
+
+// ---- reports ----
+
+async fn file_report(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    req: Result<Json<ReportRequest>, JsonRejection>,
+) -> Response {
+    let (token, req) = match (bearer(&headers), body(req)) {
+        (Ok(t), Ok(r)) => (t, r),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let Some(kind) = ReportKind::parse(&req.kind) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            "kind is \"user\" or \"space\"".to_owned(),
+        );
+    };
+    // Refusals travel out of the blocking task as the error itself, shaped afterwards.
+    let filed = tokio::task::spawn_blocking(move || {
+        let now = unix_now();
+        let reporter = shared.accounts.user_for_token(&token, now).map_err(Err)?;
+        shared
+            .reports
+            .file(&reporter.handle, kind, &req.target, &req.reason, now)
+            .map_err(Ok)
+    })
+    .await;
+    match filed {
+        Ok(Ok(id)) => (StatusCode::CREATED, Json(ReportFiled { id })).into_response(),
+        Ok(Err(Err(account))) => account_error(account),
+        Ok(Err(Ok(ReportError::Storage(err)))) => account_error(AccountError::Storage(err)),
+        Ok(Err(Ok(other))) => api_error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            other.to_string(),
+        ),
+        Err(e) => account_error(AccountError::Storage(e.into())),
+    }
 }

@@ -16,9 +16,13 @@ pub mod accounts;
 mod config;
 mod db;
 mod http;
+pub mod reports;
 mod room;
 mod sfu;
 mod signaling;
+
+/// The database's file name inside the data directory.
+pub const DB_FILE: &str = "confab-server.sqlite3";
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +42,7 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) db: Arc<Db>,
     pub(crate) accounts: accounts::Accounts,
+    pub(crate) reports: reports::Reports,
     pub(crate) rooms: Mutex<HashMap<SpaceId, room::RoomHandle>>,
     /// What the live directory shows, kept current by each room task.
     pub(crate) directory: Mutex<HashMap<SpaceId, SpaceSummary>>,
@@ -87,7 +92,7 @@ impl ServerHandle {
 pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let db_path = config.data_dir.join("confab-server.sqlite3");
+    let db_path = config.data_dir.join(DB_FILE);
     let db =
         Arc::new(Db::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -98,6 +103,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     let shared = Arc::new(Shared {
         config,
         accounts: accounts::Accounts::new(Arc::clone(&db)),
+        reports: reports::Reports::new(Arc::clone(&db)),
         db,
         rooms: Mutex::new(HashMap::new()),
         directory: Mutex::new(HashMap::new()),

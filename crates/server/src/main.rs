@@ -1,4 +1,5 @@
-//! `confab-server`: runs a Confab server until Ctrl-C.
+//! `confab-server`: runs a Confab server until Ctrl-C; `confab-server reports ...` reads and
+//! resolves the abuse reports in its database.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,64 @@ struct Args {
     /// A TOML file with the same settings (flags and environment variables win).
     #[arg(long, env = "CONFAB_CONFIG")]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// The abuse reports users filed (in the server's database; fine while it runs).
+    Reports {
+        #[command(subcommand)]
+        action: ReportsAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ReportsAction {
+    /// Open reports, oldest first: id, state, what, by whom, the reason's start.
+    List {
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One report in full.
+    Show { id: i64 },
+    /// Marks a report resolved, with what was done.
+    Resolve {
+        id: i64,
+        #[arg(long)]
+        note: String,
+    },
+}
+
+fn reports(data_dir: &std::path::Path, action: ReportsAction) -> anyhow::Result<()> {
+    use confab_server::reports::{Reports, details, list_line};
+    let reports = Reports::open(data_dir)?;
+    match action {
+        ReportsAction::List { all } => {
+            let list = reports.list(all)?;
+            if list.is_empty() {
+                println!("no {}reports", if all { "" } else { "open " });
+            }
+            for r in list {
+                println!("{}", list_line(&r));
+            }
+        }
+        ReportsAction::Show { id } => match reports.show(id)? {
+            Some(r) => print!("{}", details(&r)),
+            None => anyhow::bail!("no report {id}"),
+        },
+        ReportsAction::Resolve { id, note } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let r = reports.resolve(id, &note, now)?;
+            print!("{}", details(&r));
+        }
+    }
+    Ok(())
 }
 
 /// Errors are printed as one readable chain, without a backtrace: they are about the user's
@@ -59,6 +118,9 @@ async fn run() -> anyhow::Result<()> {
         Some(d) => d,
         None => ServerConfig::default_data_dir()?,
     };
+    if let Some(Command::Reports { action }) = args.command {
+        return reports(&data_dir, action);
+    }
     let mut config = file.apply(ServerConfig::new(data_dir));
     if let Some(listen) = args.listen {
         config = config.with_listen(listen);
