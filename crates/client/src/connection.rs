@@ -189,6 +189,7 @@ enum Cmd {
     Create(
         String,
         Vec<String>,
+        Option<SpaceId>,
         oneshot::Sender<Result<Joined, ClientError>>,
     ),
     Watch(oneshot::Sender<Result<(), ClientError>>),
@@ -336,7 +337,19 @@ impl Client {
         title: &str,
         topics: Vec<String>,
     ) -> Result<Joined, ClientError> {
-        self.ask(|tx| Cmd::Create(title.to_owned(), topics, tx))
+        self.ask(|tx| Cmd::Create(title.to_owned(), topics, None, tx))
+            .await
+    }
+
+    /// Starts a space scheduled earlier by this (signed-in) host; it goes live under the
+    /// schedule's id.
+    pub async fn start_scheduled(
+        &self,
+        schedule: &SpaceId,
+        title: &str,
+        topics: Vec<String>,
+    ) -> Result<Joined, ClientError> {
+        self.ask(|tx| Cmd::Create(title.to_owned(), topics, Some(schedule.clone()), tx))
             .await
     }
 
@@ -458,8 +471,13 @@ impl Task {
 
     async fn command(&mut self, cmd: Cmd) -> Result<(), ClientError> {
         match cmd {
-            Cmd::Create(title, topics, tx) => {
-                self.send(&ClientMsg::Create { title, topics }).await?;
+            Cmd::Create(title, topics, schedule, tx) => {
+                self.send(&ClientMsg::Create {
+                    title,
+                    topics,
+                    schedule,
+                })
+                .await?;
                 self.pending.push_back(Pending::Joined(tx));
             }
             Cmd::Join(space, tx) => {

@@ -120,3 +120,26 @@ pub struct ReportRequest {
 pub struct ReportFiled {
     pub id: i64,
 }
+
+/// `POST /api/schedules` (signed in): a space to start at `starts_at` (Unix seconds, within
+/// 30 days).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRequest {
+    pub title: String,
+    #[serde(default)]
+    pub topics: Vec<String>,
+    pub starts_at: i64,
+}
+
+/// A scheduled space. `id` is also the id of the live space when its host starts it; `state` is
+/// `scheduled`, `live` or `cancelled`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Scheduled {
+    pub id: String,
+    pub host: String,
+    pub title: String,
+    pub topics: Vec<String>,
+    pub starts_at: i64,
+    pub state: String,
+}

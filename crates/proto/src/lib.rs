@@ -16,8 +16,8 @@ mod signal;
 
 pub use http::{
     AddDeviceRequest, ApiError, Challenge, ChallengeRequest, Profile, ProfileUpdate,
-    RegisterRequest, ReportFiled, ReportRequest, Session, SignInRequest, SpaceDetails,
-    SpaceSummary,
+    RegisterRequest, ReportFiled, ReportRequest, ScheduleRequest, Scheduled, Session,
+    SignInRequest, SpaceDetails, SpaceSummary,
 };
 pub use ids::{ChatId, ParticipantId, SpaceId, SpaceIdError, UserId, UserIdError};
 pub use signal::{

@@ -24,6 +24,10 @@ pub enum ClientMsg {
         /// Up to [`crate::MAX_TOPICS`] topics, each up to [`crate::MAX_TOPIC_CHARS`] characters.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         topics: Vec<String>,
+        /// Start this scheduled space (see `POST /api/schedules`): the live space takes its id.
+        /// Only the signed-in host who scheduled it may.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schedule: Option<SpaceId>,
     },
     /// Subscribe to the live directory: a [`ServerMsg::Directory`] now and after every change.
     Watch,
@@ -489,6 +493,12 @@ mod tests {
             ClientMsg::Create {
                 title: "Morning show".into(),
                 topics: vec!["rust".into(), "audio".into()],
+                schedule: None,
+            },
+            ClientMsg::Create {
+                title: "Evening show".into(),
+                topics: Vec::new(),
+                schedule: Some("abcdefgh2345".parse().unwrap_or_else(|_| unreachable!())),
             },
             ClientMsg::Watch,
             ClientMsg::Join {

@@ -81,6 +81,21 @@ const MIGRATIONS: &[&str] = &[
         resolution TEXT
     );
     CREATE INDEX reports_open ON reports(resolved_at);",
+    // Spaces scheduled ahead by signed-in hosts; a scheduled space goes live under its own id.
+    "CREATE TABLE schedules (
+        id TEXT PRIMARY KEY NOT NULL,
+        host TEXT NOT NULL,
+        title TEXT NOT NULL,
+        topics TEXT NOT NULL,
+        starts_at INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('scheduled', 'live', 'cancelled'))
+    );
+    CREATE INDEX schedules_upcoming ON schedules(state, starts_at);
+    CREATE TABLE reminders (
+        schedule TEXT NOT NULL REFERENCES schedules(id),
+        user TEXT NOT NULL,
+        PRIMARY KEY (schedule, user)
+    );",
 ];
 
 fn now_secs() -> i64 {
@@ -446,6 +461,74 @@ impl Db {
         Ok(n == 1)
     }
 
+    /// Stores a new scheduled space.
+    pub fn insert_schedule(&self, s: &ScheduleRecord) -> anyhow::Result<()> {
+        self.conn()?.execute(
+            "INSERT INTO schedules (id, host, title, topics, starts_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![s.id, s.host, s.title, serde_json::to_string(&s.topics)?, s.starts_at, s.state],
+        )?;
+        Ok(())
+    }
+
+    /// One scheduled space.
+    pub fn schedule(&self, id: &str) -> anyhow::Result<Option<ScheduleRecord>> {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, host, title, topics, starts_at, state FROM schedules WHERE id = ?1",
+                params![id],
+                row_to_schedule,
+            )
+            .optional()?)
+    }
+
+    /// Spaces still scheduled, soonest first.
+    pub fn upcoming_schedules(&self) -> anyhow::Result<Vec<ScheduleRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, host, title, topics, starts_at, state FROM schedules WHERE state = 'scheduled' ORDER BY starts_at, id",
+        )?;
+        let rows = stmt.query_map([], row_to_schedule)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Moves a schedule from `scheduled` to `state`; false if it was not scheduled.
+    pub fn set_schedule_state(&self, id: &str, state: &str) -> anyhow::Result<bool> {
+        let n = self.conn()?.execute(
+            "UPDATE schedules SET state = ?2 WHERE id = ?1 AND state = 'scheduled'",
+            params![id, state],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Turns `user`'s reminder for a schedule on or off.
+    pub fn set_reminder(&self, schedule: &str, user: &str, on: bool) -> anyhow::Result<()> {
+        let conn = self.conn()?;
+        if on {
+            conn.execute(
+                "INSERT OR IGNORE INTO reminders (schedule, user) VALUES (?1, ?2)",
+                params![schedule, user],
+            )?;
+        } else {
+            conn.execute(
+                "DELETE FROM reminders WHERE schedule = ?1 AND user = ?2",
+                params![schedule, user],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The scheduled spaces `user` asked to be reminded of (any state), soonest first.
+    pub fn reminders_of(&self, user: &str) -> anyhow::Result<Vec<ScheduleRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT s.id, s.host, s.title, s.topics, s.starts_at, s.state FROM schedules s
+             JOIN reminders r ON r.schedule = s.id WHERE r.user = ?1 ORDER BY s.starts_at, s.id",
+        )?;
+        let rows = stmt.query_map(params![user], row_to_schedule)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every stored token hash (tests check that no raw token is kept).
     pub fn token_hashes(&self) -> anyhow::Result<Vec<Vec<u8>>> {
         let conn = self.conn()?;
@@ -453,6 +536,29 @@ impl Db {
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// One row of `schedules`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleRecord {
+    pub id: String,
+    pub host: String,
+    pub title: String,
+    pub topics: Vec<String>,
+    pub starts_at: i64,
+    pub state: String,
+}
+
+fn row_to_schedule(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScheduleRecord> {
+    let topics: String = row.get(3)?;
+    Ok(ScheduleRecord {
+        id: row.get(0)?,
+        host: row.get(1)?,
+        title: row.get(2)?,
+        topics: serde_json::from_str(&topics).unwrap_or_default(),
+        starts_at: row.get(4)?,
+        state: row.get(5)?,
+    })
 }
 
 /// One row of `reports`.

@@ -12,17 +12,18 @@ use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use confab_proto::{
     AddDeviceRequest, ApiError, Challenge, ChallengeRequest, ErrorCode, Profile, ProfileUpdate,
-    RegisterRequest, ReportFiled, ReportRequest, Session, SignInRequest, SpaceDetails, SpaceId,
-    SpaceSummary,
+    RegisterRequest, ReportFiled, ReportRequest, ScheduleRequest, Scheduled, Session,
+    SignInRequest, SpaceDetails, SpaceId, SpaceSummary,
 };
 
 use crate::accounts::{AccountError, Token, User};
 use crate::reports::{ReportError, ReportKind};
+use crate::schedules::{ScheduleError, to_wire};
 
 use crate::Shared;
 use crate::room::lock;
@@ -42,6 +43,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/me/devices", post(add_device))
         .route("/api/users/{handle}", get(user_profile))
         .route("/api/reports", post(file_report))
+        .route("/api/schedules", get(upcoming).post(schedule))
+        .route("/api/schedules/{id}", delete(cancel_schedule))
+        .route(
+            "/api/schedules/{id}/reminder",
+            put(remind_on).delete(remind_off),
+        )
+        .route("/api/me/reminders", get(my_reminders))
         .route("/ws", get(signaling))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(shared)
@@ -387,4 +395,128 @@ async fn file_report(
         ),
         Err(e) => account_error(AccountError::Storage(e.into())),
     }
+}
+
+// ---- schedules ----
+
+fn schedule_error(e: ScheduleError) -> Response {
+    let status = match &e {
+        ScheduleError::Invalid(..) => StatusCode::BAD_REQUEST,
+        ScheduleError::NotFound => StatusCode::NOT_FOUND,
+        ScheduleError::NotHost => StatusCode::FORBIDDEN,
+        ScheduleError::NotScheduled => StatusCode::CONFLICT,
+        ScheduleError::Storage(err) => {
+            tracing::error!(error = %err, "schedules storage");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    api_error(status, e.code(), e.to_string())
+}
+
+/// Runs `call` for the token's account off the async threads; refusals of either kind become
+/// responses.
+async fn as_user<T, F>(shared: Arc<Shared>, token: String, call: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce(&Shared, &str, i64) -> Result<T, ScheduleError> + Send + 'static,
+{
+    let done = tokio::task::spawn_blocking(move || {
+        let now = unix_now();
+        let user = shared.accounts.user_for_token(&token, now).map_err(Err)?;
+        call(&shared, &user.handle, now).map_err(Ok)
+    })
+    .await;
+    match done {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(Err(account))) => Err(account_error(account)),
+        Ok(Err(Ok(schedule))) => Err(schedule_error(schedule)),
+        Err(e) => Err(account_error(AccountError::Storage(e.into()))),
+    }
+}
+
+async fn upcoming(State(shared): State<Arc<Shared>>) -> Response {
+    match tokio::task::spawn_blocking(move || shared.schedules.upcoming()).await {
+        Ok(Ok(list)) => {
+            Json(list.into_iter().map(to_wire).collect::<Vec<Scheduled>>()).into_response()
+        }
+        Ok(Err(e)) => schedule_error(ScheduleError::Storage(e)),
+        Err(e) => schedule_error(ScheduleError::Storage(e.into())),
+    }
+}
+
+async fn schedule(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    req: Result<Json<ScheduleRequest>, JsonRejection>,
+) -> Response {
+    let (token, req) = match (bearer(&headers), body(req)) {
+        (Ok(t), Ok(r)) => (t, r),
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    as_user(shared, token, move |s, host, now| {
+        s.schedules
+            .schedule(host, &req.title, &req.topics, req.starts_at, now)
+    })
+    .await
+    .map(|r| (StatusCode::CREATED, Json(to_wire(r))).into_response())
+    .unwrap_or_else(|e| e)
+}
+
+async fn cancel_schedule(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let token = match bearer(&headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    as_user(shared, token, move |s, host, _| {
+        s.schedules.cancel(host, &id)
+    })
+    .await
+    .map(|()| StatusCode::NO_CONTENT.into_response())
+    .unwrap_or_else(|e| e)
+}
+
+async fn remind(shared: Arc<Shared>, headers: HeaderMap, id: String, on: bool) -> Response {
+    let token = match bearer(&headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    as_user(shared, token, move |s, user, _| {
+        s.schedules.remind(user, &id, on)
+    })
+    .await
+    .map(|()| StatusCode::NO_CONTENT.into_response())
+    .unwrap_or_else(|e| e)
+}
+
+async fn remind_on(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    remind(shared, headers, id, true).await
+}
+
+async fn remind_off(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    remind(shared, headers, id, false).await
+}
+
+async fn my_reminders(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let token = match bearer(&headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    as_user(shared, token, move |s, user, _| {
+        s.schedules.reminders(user).map_err(ScheduleError::Storage)
+    })
+    .await
+    .map(|list| Json(list.into_iter().map(to_wire).collect::<Vec<Scheduled>>()).into_response())
+    .unwrap_or_else(|e| e)
 }

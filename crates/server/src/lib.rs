@@ -18,6 +18,7 @@ mod db;
 mod http;
 pub mod reports;
 mod room;
+pub mod schedules;
 mod sfu;
 mod signaling;
 
@@ -43,6 +44,7 @@ pub(crate) struct Shared {
     pub(crate) db: Arc<Db>,
     pub(crate) accounts: accounts::Accounts,
     pub(crate) reports: reports::Reports,
+    pub(crate) schedules: schedules::Schedules,
     pub(crate) rooms: Mutex<HashMap<SpaceId, room::RoomHandle>>,
     /// What the live directory shows, kept current by each room task.
     pub(crate) directory: Mutex<HashMap<SpaceId, SpaceSummary>>,
@@ -104,6 +106,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         config,
         accounts: accounts::Accounts::new(Arc::clone(&db)),
         reports: reports::Reports::new(Arc::clone(&db)),
+        schedules: schedules::Schedules::new(Arc::clone(&db)),
         db,
         rooms: Mutex::new(HashMap::new()),
         directory: Mutex::new(HashMap::new()),

@@ -165,7 +165,7 @@ fn refusal(r: Refusal) -> ServerMsg {
 }
 
 /// Trims and bounds a user-supplied string: 1..=max characters, no control characters.
-fn clean(field: &str, value: &str, max: usize) -> Result<String, Refusal> {
+pub(crate) fn clean(field: &str, value: &str, max: usize) -> Result<String, Refusal> {
     let v = value.trim();
     let problem = if v.is_empty() {
         format!("{field} is empty")
@@ -180,7 +180,7 @@ fn clean(field: &str, value: &str, max: usize) -> Result<String, Refusal> {
 }
 
 /// Trims, bounds and de-duplicates (case-insensitively) a space's topics.
-fn clean_topics(topics: &[String]) -> Result<Vec<String>, Refusal> {
+pub(crate) fn clean_topics(topics: &[String]) -> Result<Vec<String>, Refusal> {
     if topics.len() > MAX_TOPICS {
         return Err((
             ErrorCode::InvalidInput,
@@ -227,7 +227,11 @@ impl Conn {
             ClientMsg::Hello { .. } => {
                 vec![error(ErrorCode::HelloFirst, "hello was already received")]
             }
-            ClientMsg::Create { title, topics } => self.create(&name, &title, &topics).await,
+            ClientMsg::Create {
+                title,
+                topics,
+                schedule,
+            } => self.create(&name, &title, &topics, schedule).await,
             ClientMsg::Watch => {
                 if self.watching.is_none() {
                     let mut rx = self.shared.directory_changed.subscribe();
@@ -356,9 +360,35 @@ impl Conn {
         }
     }
 
-    async fn create(&mut self, name: &str, title: &str, topics: &[String]) -> Vec<ServerMsg> {
+    async fn create(
+        &mut self,
+        name: &str,
+        title: &str,
+        topics: &[String],
+        schedule: Option<SpaceId>,
+    ) -> Vec<ServerMsg> {
         if self.room.is_some() {
             return vec![error(ErrorCode::AlreadyInSpace, "leave your space first")];
+        }
+        // Starting a scheduled space: only its signed-in host, only while still scheduled.
+        if let Some(id) = &schedule {
+            let Some(user) = self.user.clone() else {
+                return vec![error(
+                    ErrorCode::SignInRequired,
+                    "sign in to start a scheduled space",
+                )];
+            };
+            let shared = Arc::clone(&self.shared);
+            let sid = id.as_str().to_owned();
+            let ok = tokio::task::spawn_blocking(move || {
+                shared.schedules.startable(user.as_str(), &sid)
+            })
+            .await;
+            match ok {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return vec![error(e.code(), e.to_string())],
+                Err(e) => return vec![error(ErrorCode::Internal, e.to_string())],
+            }
         }
         let title = match clean("title", title, MAX_TITLE_CHARS) {
             Ok(t) => t,
@@ -368,7 +398,7 @@ impl Conn {
             Ok(t) => t,
             Err(e) => return vec![refusal(e)],
         };
-        let id = random_space_id();
+        let id = schedule.clone().unwrap_or_else(random_space_id);
         let token = random_token();
         let shared = Arc::clone(&self.shared);
         let (db_id, db_title, db_topics, db_name, db_token) = (
@@ -431,6 +461,14 @@ impl Conn {
         );
         self.room = Some((id.clone(), handle.sender()));
         lock(&self.shared.rooms).insert(id.clone(), handle);
+        if schedule.is_some() {
+            let shared = Arc::clone(&self.shared);
+            let sid = id.as_str().to_owned();
+            let marked = tokio::task::spawn_blocking(move || shared.schedules.started(&sid)).await;
+            if !matches!(marked, Ok(Ok(()))) {
+                tracing::error!(?marked, space = %id, "could not mark a schedule live");
+            }
+        }
         tracing::info!(space = %id, host = %self.who, "space opened");
         vec![ServerMsg::Joined {
             space: info,
