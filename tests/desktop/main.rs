@@ -13,13 +13,11 @@
     reason = "a test fails loudly on the first unexpected error"
 )]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use confab_testkit::desktop::{Desktop, TauriDriver, inside_desktop};
-use confab_testkit::pulse::{KillOnDrop, PulseDaemon};
+use confab_testkit::pulse::PulseDaemon;
 use confab_testkit::signal::{self, RATE, align, seconds_heard};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -108,14 +106,13 @@ fn two_instances_host_join_hear_follow_and_get_notified() {
     let speech = signal::speech_like(10.0, 5);
     let speech_wav = pulse.dir().join("speech.wav");
     signal::write_wav(&speech_wav, &speech).unwrap();
-    let recording = pulse.dir().join("speaker.raw");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    let heard = runtime.block_on(async {
         // A hosts with its embedded server; B uses A's server.
         let a = session(&driver_a, &["--profile", "a"]).await;
         find(&a, Locator::Css("#live-heading"), "A's home").await;
@@ -166,22 +163,7 @@ fn two_instances_host_join_hear_follow_and_get_notified() {
         .await;
 
         // A's microphone hears speech; B's speaker must play it.
-        let parec = KillOnDrop(
-            pulse
-                .command("parec")
-                .args([
-                    "-d",
-                    "speaker.monitor",
-                    "--raw",
-                    "--format=float32le",
-                    "--rate=48000",
-                    "--channels=1",
-                ])
-                .arg(&recording)
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let recording = pulse.record_speaker();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let status = pulse
             .command("paplay")
@@ -191,12 +173,7 @@ fn two_instances_host_join_hear_follow_and_get_notified() {
             .unwrap();
         assert!(status.success());
         tokio::time::sleep(Duration::from_secs(2)).await;
-        // SIGINT lets parec write out what it still holds.
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &parec.0.id().to_string()])
-            .status();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        drop(parec);
+        let heard = recording.finish();
         shot(&b, "space").await;
 
         // B follows A; A ends and starts again.
@@ -318,20 +295,11 @@ fn two_instances_host_join_hear_follow_and_get_notified() {
 
         b.close().await.unwrap();
         a.close().await.unwrap();
+        heard
     });
 
-    let mut bytes = Vec::new();
-    std::fs::File::open(&recording)
-        .unwrap()
-        .read_to_end(&mut bytes)
-        .unwrap();
-    let heard: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
     signal::write_wav(&screenshots_dir().join("heard.wav"), &heard).unwrap();
     signal::write_wav(&screenshots_dir().join("sent.wav"), &speech).unwrap();
-    std::fs::write(screenshots_dir().join("heard.f32"), &bytes).unwrap();
     // Each second of the speech on its own: where it landed and how well it matches, so a
     // failure says whether audio was lost, late or distorted.
     let whole = align(&heard, &speech, speech.len() * 8 / 10);

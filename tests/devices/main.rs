@@ -9,8 +9,6 @@
     reason = "a test fails loudly on the first unexpected error"
 )]
 
-use std::io::Read;
-use std::process::Stdio;
 use std::time::Duration;
 
 use confab_client::cli;
@@ -29,33 +27,17 @@ fn microphone_to_speaker_through_the_server() {
     let speech = signal::speech_like(SPEECH_SECONDS, 11);
     let speech_wav = daemon.dir().join("speech.wav");
     signal::write_wav(&speech_wav, &speech).unwrap();
-    let recording = daemon.dir().join("speaker.raw");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    let heard = runtime.block_on(async {
         let server = TestServer::start().await.unwrap();
         let url = server.url();
         // Everything the default speaker plays, from now on.
-        let parec = KillOnDrop(
-            daemon
-                .command("parec")
-                .args([
-                    "-d",
-                    "speaker.monitor",
-                    "--raw",
-                    "--format=float32le",
-                    "--rate=48000",
-                    "--channels=1",
-                ])
-                .arg(&recording)
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let recording = daemon.record_speaker();
         let (id_tx, id_rx) = tokio::sync::oneshot::channel();
         let host = tokio::spawn({
             let url = url.clone();
@@ -103,19 +85,11 @@ fn microphone_to_speaker_through_the_server() {
             .unwrap()
             .unwrap();
         assert_eq!(ended, Some(EndReason::HostEnded));
-        drop(parec);
+        let heard = recording.finish();
         server.handle.shutdown().await;
+        heard
     });
 
-    let mut bytes = Vec::new();
-    std::fs::File::open(&recording)
-        .unwrap()
-        .read_to_end(&mut bytes)
-        .unwrap();
-    let heard: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
     let secs = heard.len() as f64 / RATE as f64;
     assert!(
         secs > SPEECH_SECONDS,

@@ -148,6 +148,62 @@ impl PulseDaemon {
     }
 }
 
+impl PulseDaemon {
+    /// Starts recording everything the default speaker (`speaker`) plays, as 48 kHz mono.
+    pub fn record_speaker(&self) -> SpeakerRecording {
+        let path = self.dir().join(format!(
+            "speaker-{}.raw",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let child = self
+            .command("parec")
+            .args([
+                "-d",
+                "speaker.monitor",
+                "--raw",
+                "--format=float32le",
+                "--rate=48000",
+                "--channels=1",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run parec (pulseaudio-utils)");
+        SpeakerRecording {
+            parec: KillOnDrop(child),
+            path,
+        }
+    }
+}
+
+/// A running recording of the speaker; [`SpeakerRecording::finish`] stops it and returns the
+/// samples. Dropped unfinished, the recorder is killed.
+pub struct SpeakerRecording {
+    parec: KillOnDrop,
+    path: PathBuf,
+}
+
+impl SpeakerRecording {
+    /// Stops recording (SIGINT, so parec writes out what it still holds) and returns every
+    /// sample recorded.
+    pub fn finish(self) -> Vec<f32> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.parec.0.id().to_string()])
+            .status();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let path = self.path.clone();
+        drop(self);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+}
+
 impl Drop for PulseDaemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
