@@ -98,13 +98,6 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Db {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Db> {
@@ -155,7 +148,7 @@ impl Db {
         host_name: &str,
         host_token: &str,
     ) -> anyhow::Result<SpaceRecord> {
-        let created_at = now_secs();
+        let created_at = crate::unix_now();
         let topics_json = serde_json::to_string(topics)?;
         self.conn()?.execute(
             "INSERT INTO spaces (id, title, topics, host_name, host_token, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'live', ?6)",
@@ -177,7 +170,7 @@ impl Db {
     pub fn end_space(&self, id: &SpaceId) -> anyhow::Result<()> {
         self.conn()?.execute(
             "UPDATE spaces SET state = 'ended', ended_at = ?2 WHERE id = ?1 AND state = 'live'",
-            params![id.as_str(), now_secs()],
+            params![id.as_str(), crate::unix_now()],
         )?;
         Ok(())
     }
@@ -395,7 +388,7 @@ impl Db {
         let conn = self.conn()?;
         conn.execute(
             "INSERT OR IGNORE INTO blocks (host, blocked, created_at) VALUES (?1, ?2, ?3)",
-            params![host, blocked, now_secs()],
+            params![host, blocked, crate::unix_now()],
         )?;
         Ok(())
     }

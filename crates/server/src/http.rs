@@ -25,8 +25,8 @@ use crate::accounts::{AccountError, Token, User};
 use crate::reports::{ReportError, ReportKind};
 use crate::schedules::{ScheduleError, to_wire};
 
-use crate::Shared;
 use crate::room::lock;
+use crate::{Shared, unix_now};
 
 /// Frames above this close the socket at the protocol level; frames between
 /// `MAX_FRAME_BYTES` and this get a `frame_too_large` error and the connection stays.
@@ -139,13 +139,6 @@ async fn signaling(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> R
 
 // ---- accounts ----
 
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn account_error(e: AccountError) -> Response {
     let status = match &e {
         AccountError::HandleTaken | AccountError::KeyTaken => StatusCode::CONFLICT,
@@ -204,16 +197,72 @@ fn profile(user: User) -> Profile {
     }
 }
 
-/// Runs an account call off the async threads (it touches SQLite) and shapes its answer.
-async fn accounts_call<T, F>(shared: Arc<Shared>, call: F) -> Result<T, Response>
+/// Why an API call was refused, by whichever part refused it; each kind knows its status.
+enum Refused {
+    Account(AccountError),
+    Schedule(ScheduleError),
+    Report(ReportError),
+}
+
+impl From<AccountError> for Refused {
+    fn from(e: AccountError) -> Refused {
+        Refused::Account(e)
+    }
+}
+
+impl From<ScheduleError> for Refused {
+    fn from(e: ScheduleError) -> Refused {
+        Refused::Schedule(e)
+    }
+}
+
+impl From<ReportError> for Refused {
+    fn from(e: ReportError) -> Refused {
+        Refused::Report(e)
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Account(e) => account_error(e),
+            Refused::Schedule(e) => schedule_error(e),
+            Refused::Report(ReportError::Storage(e)) => account_error(AccountError::Storage(e)),
+            Refused::Report(e) => api_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidInput,
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+/// Runs `call` off the async threads (it touches SQLite) with the current time, and shapes a
+/// refusal into its response.
+async fn blocking<T, E, F>(shared: Arc<Shared>, call: F) -> Result<T, Response>
 where
     T: Send + 'static,
-    F: FnOnce(&Shared, i64) -> Result<T, AccountError> + Send + 'static,
+    E: Into<Refused> + Send + 'static,
+    F: FnOnce(&Shared, i64) -> Result<T, E> + Send + 'static,
 {
     match tokio::task::spawn_blocking(move || call(&shared, unix_now())).await {
-        Ok(r) => r.map_err(account_error),
+        Ok(r) => r.map_err(|e| e.into().into_response()),
         Err(e) => Err(account_error(AccountError::Storage(e.into()))),
     }
+}
+
+/// [`blocking`] for the account `token` signs in: `call` gets its handle.
+async fn as_user<T, E, F>(shared: Arc<Shared>, token: String, call: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    E: Into<Refused> + Send + 'static,
+    F: FnOnce(&Shared, &str, i64) -> Result<T, E> + Send + 'static,
+{
+    blocking(shared, move |s, now| -> Result<T, Refused> {
+        let user = s.accounts.user_for_token(&token, now)?;
+        call(s, &user.handle, now).map_err(Into::into)
+    })
+    .await
 }
 
 fn session((user, token): (User, Token)) -> Json<Session> {
@@ -232,7 +281,7 @@ async fn challenge(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    accounts_call(shared, move |s, now| {
+    blocking(shared, move |s, now| -> Result<_, AccountError> {
         let challenge = s.accounts.challenge(&req.public_key, now)?;
         Ok(Json(Challenge {
             challenge,
@@ -251,7 +300,7 @@ async fn register(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    accounts_call(shared, move |s, now| {
+    blocking(shared, move |s, now| {
         s.accounts
             .register(
                 &req.handle,
@@ -274,7 +323,7 @@ async fn sign_in(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    accounts_call(shared, move |s, now| {
+    blocking(shared, move |s, now| {
         s.accounts
             .sign_in(&req.challenge, &req.signature, now)
             .map(session)
@@ -288,7 +337,7 @@ async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    accounts_call(shared, move |s, now| {
+    blocking(shared, move |s, now| {
         s.accounts
             .user_for_token(&token, now)
             .map(|u| Json(profile(u)))
@@ -316,7 +365,7 @@ async fn update_me(
             );
         }
     };
-    accounts_call(shared, move |s, now| {
+    blocking(shared, move |s, now| {
         s.accounts
             .update_profile(&token, &req.display_name, &req.bio, avatar, now)
             .map(|u| Json(profile(u)))
@@ -334,7 +383,7 @@ async fn add_device(
         (Ok(t), Ok(r)) => (t, r),
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
-    accounts_call(shared, move |s, now| {
+    blocking(shared, move |s, now| {
         s.accounts.add_device(&token, &req.public_key, now)
     })
     .await
@@ -343,7 +392,7 @@ async fn add_device(
 }
 
 async fn user_profile(State(shared): State<Arc<Shared>>, Path(handle): Path<String>) -> Response {
-    accounts_call(shared, move |s, _| s.accounts.user(&handle))
+    blocking(shared, move |s, _| s.accounts.user(&handle))
         .await
         .map(|u| match u {
             Some(u) => Json(profile(u)).into_response(),
@@ -374,27 +423,13 @@ async fn file_report(
             "kind is \"user\" or \"space\"".to_owned(),
         );
     };
-    // Refusals travel out of the blocking task as the error itself, shaped afterwards.
-    let filed = tokio::task::spawn_blocking(move || {
-        let now = unix_now();
-        let reporter = shared.accounts.user_for_token(&token, now).map_err(Err)?;
-        shared
-            .reports
-            .file(&reporter.handle, kind, &req.target, &req.reason, now)
-            .map_err(Ok)
+    as_user(shared, token, move |s, reporter, now| {
+        s.reports
+            .file(reporter, kind, &req.target, &req.reason, now)
     })
-    .await;
-    match filed {
-        Ok(Ok(id)) => (StatusCode::CREATED, Json(ReportFiled { id })).into_response(),
-        Ok(Err(Err(account))) => account_error(account),
-        Ok(Err(Ok(ReportError::Storage(err)))) => account_error(AccountError::Storage(err)),
-        Ok(Err(Ok(other))) => api_error(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidInput,
-            other.to_string(),
-        ),
-        Err(e) => account_error(AccountError::Storage(e.into())),
-    }
+    .await
+    .map(|id| (StatusCode::CREATED, Json(ReportFiled { id })).into_response())
+    .unwrap_or_else(|e| e)
 }
 
 // ---- schedules ----
@@ -411,27 +446,6 @@ fn schedule_error(e: ScheduleError) -> Response {
         }
     };
     api_error(status, e.code(), e.to_string())
-}
-
-/// Runs `call` for the token's account off the async threads; refusals of either kind become
-/// responses.
-async fn as_user<T, F>(shared: Arc<Shared>, token: String, call: F) -> Result<T, Response>
-where
-    T: Send + 'static,
-    F: FnOnce(&Shared, &str, i64) -> Result<T, ScheduleError> + Send + 'static,
-{
-    let done = tokio::task::spawn_blocking(move || {
-        let now = unix_now();
-        let user = shared.accounts.user_for_token(&token, now).map_err(Err)?;
-        call(&shared, &user.handle, now).map_err(Ok)
-    })
-    .await;
-    match done {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(Err(account))) => Err(account_error(account)),
-        Ok(Err(Ok(schedule))) => Err(schedule_error(schedule)),
-        Err(e) => Err(account_error(AccountError::Storage(e.into()))),
-    }
 }
 
 async fn upcoming(State(shared): State<Arc<Shared>>) -> Response {

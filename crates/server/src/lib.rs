@@ -22,6 +22,15 @@ pub mod schedules;
 mod sfu;
 mod signaling;
 
+/// Seconds since the Unix epoch (0 for a clock set before it): the server's one wall clock for
+/// records, tokens and schedules.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// The database's file name inside the data directory.
 pub const DB_FILE: &str = "confab-server.sqlite3";
 

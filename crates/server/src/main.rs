@@ -70,11 +70,7 @@ fn reports(data_dir: &std::path::Path, action: ReportsAction) -> anyhow::Result<
             None => anyhow::bail!("no report {id}"),
         },
         ReportsAction::Resolve { id, note } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let r = reports.resolve(id, &note, now)?;
+            let r = reports.resolve(id, &note, confab_server::unix_now())?;
             print!("{}", details(&r));
         }
     }

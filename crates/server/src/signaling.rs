@@ -335,7 +335,7 @@ impl Conn {
         }
         if let Some(token) = token {
             let shared = Arc::clone(&self.shared);
-            let now = crate::http::unix_now();
+            let now = crate::unix_now();
             let user =
                 tokio::task::spawn_blocking(move || shared.accounts.user_for_token(&token, now))
                     .await;
