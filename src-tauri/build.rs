@@ -19,6 +19,14 @@ const COMMANDS: &[&str] = &[
     "play_test_sound",
     "set_level_meter",
     "search",
+    "create_account",
+    "stage",
+    "set_reminder",
+    "schedule_space",
+    "cancel_scheduled",
+    "start_scheduled",
+    "block_user",
+    "report",
 ];
 
 fn main() {

@@ -4,7 +4,10 @@
 //! the macro's own items.)
 
 use confab_client::app::App;
-use confab_proto::ipc::{AppState, CurrentSpace, Devices, IpcError, IpcErrorCode, Settings};
+use confab_proto::ipc::{
+    Account, AppState, CurrentSpace, Devices, IpcError, IpcErrorCode, ReportKind, Settings,
+    StageAction, Upcoming,
+};
 use confab_proto::{SpaceId, SpaceSummary};
 use tauri::State;
 
@@ -116,4 +119,74 @@ pub async fn set_level_meter(app: State<'_, App>, on: bool) -> Result<()> {
 #[specta::specta]
 pub async fn search(app: State<'_, App>, query: String) -> Result<Vec<SpaceSummary>> {
     Ok(app.search(&query))
+}
+
+/// Creates an account on the server for this device and signs in with it.
+#[tauri::command]
+#[specta::specta]
+pub async fn create_account(
+    app: State<'_, App>,
+    handle: String,
+    display_name: String,
+) -> Result<Account> {
+    app.create_account(handle, display_name).await
+}
+
+/// Asks the stage for something (raise a hand, approve one, react, chat...); the server
+/// decides and answers with events.
+#[tauri::command]
+#[specta::specta]
+pub async fn stage(app: State<'_, App>, action: StageAction) -> Result<()> {
+    app.stage(action).await
+}
+
+/// Asks (`on`) or stops asking to be reminded when scheduled space `id` starts.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_reminder(app: State<'_, App>, id: String, on: bool) -> Result<()> {
+    app.set_reminder(id, on).await
+}
+
+/// Schedules a space of ours; `starts_at` is in seconds since the Unix epoch.
+#[tauri::command]
+#[specta::specta]
+pub async fn schedule_space(
+    app: State<'_, App>,
+    title: String,
+    topics: Vec<String>,
+    starts_at: i64,
+) -> Result<Upcoming> {
+    app.schedule_space(title, topics, starts_at).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_scheduled(app: State<'_, App>, id: String) -> Result<()> {
+    app.cancel_scheduled(id).await
+}
+
+/// Starts a space we scheduled, now.
+#[tauri::command]
+#[specta::specta]
+pub async fn start_scheduled(app: State<'_, App>, id: String) -> Result<CurrentSpace> {
+    app.start_scheduled(id).await
+}
+
+/// Blocks or unblocks an account for ourself (hides their audio, reactions and chat).
+#[tauri::command]
+#[specta::specta]
+pub async fn block_user(app: State<'_, App>, handle: String, blocked: bool) -> Result<()> {
+    app.block_user(handle, blocked).await
+}
+
+/// Reports a user (handle) or a space (id) to the server's operator; returns its number.
+#[tauri::command]
+#[specta::specta]
+pub async fn report(
+    app: State<'_, App>,
+    kind: ReportKind,
+    target: String,
+    reason: String,
+) -> Result<i64> {
+    app.report(kind, target, reason).await
 }

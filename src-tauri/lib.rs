@@ -56,6 +56,14 @@ pub fn ipc<R: Runtime>() -> tauri_specta::Builder<R> {
             play_test_sound,
             set_level_meter,
             search,
+            create_account,
+            stage,
+            set_reminder,
+            schedule_space,
+            cancel_scheduled,
+            start_scheduled,
+            block_user,
+            report,
         ])
         .events(tauri_specta::collect_events![
             AppEventMessage,
@@ -195,7 +203,9 @@ fn single_instance<R: Runtime>(profile: &str) -> tauri::plugin::TauriPlugin<R> {
 pub async fn forward_events<R: Runtime>(app: AppHandle<R>, mut events: mpsc::Receiver<AppEvent>) {
     while let Some(event) = events.recv().await {
         match &event {
-            AppEvent::FollowedLive { space } => notification::show(&app, space.clone()),
+            AppEvent::FollowedLive { space } | AppEvent::Reminder { space } => {
+                notification::show(&app, space.clone())
+            }
             AppEvent::Followed { followed } => tray::update(&app, followed),
             AppEvent::State { state } => tray::update(&app, &state.followed),
             _ => {}

@@ -190,6 +190,8 @@ GLib.MainLoop().run()
             host: "Ada".into(),
             topics: vec![],
             listeners: 0,
+            host_handle: None,
+            speakers: vec![],
         };
         notify(&space, || println!("activated {}", space.id)).unwrap();
     }

@@ -94,6 +94,8 @@ fn seed_profile(db: &std::path::Path, server: &str) -> anyhow::Result<()> {
         host: "Margaret".into(),
         topics: vec!["space".into()],
         listeners: 12,
+        host_handle: None,
+        speakers: vec![],
     };
     store.record_spaces(server, &[past], now - 3 * 3600)?;
     store.record_spaces(server, &[], now - 3 * 3600 + 1800)?;

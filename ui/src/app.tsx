@@ -17,6 +17,8 @@ type View = "home" | "space" | "settings";
 export type Act = (what: () => Promise<unknown>) => Promise<boolean>;
 
 const NOTICE_MS = 5000;
+/** How long a reaction floats on an avatar. */
+const REACTION_MS = 3000;
 
 export function App() {
   const [model, dispatch] = useReducer(reduce, initialModel);
@@ -71,6 +73,12 @@ export function App() {
     return () => timers.forEach(clearTimeout);
   }, [model.notices]);
 
+  // Reactions float for a moment.
+  useEffect(() => {
+    const timers = model.reactions.map((r) => setTimeout(() => dispatch({ type: "reactionDone", id: r.id }), REACTION_MS));
+    return () => timers.forEach(clearTimeout);
+  }, [model.reactions]);
+
   const act: Act = useCallback(async (what) => {
     try {
       await what();
@@ -90,9 +98,16 @@ export function App() {
         ) : view === "settings" ? (
           <SettingsView app={app} act={act} />
         ) : view === "space" && app.current !== null ? (
-          <SpaceView app={app} current={app.current} speaking={model.speaking} act={act} />
+          <SpaceView
+            app={app}
+            current={app.current}
+            speaking={model.speaking}
+            levels={model.levels}
+            reactions={model.reactions}
+            act={act}
+          />
         ) : (
-          <HomeView app={app} act={act} />
+          <HomeView app={app} act={act} openSettings={() => setView("settings")} />
         )}
       </main>
       <Notices notices={model.notices} dismiss={(id) => dispatch({ type: "dismiss", id })} />
@@ -133,7 +148,9 @@ function Sidebar({ app, view, setView }: { app: AppState | null; view: View; set
           <LiveBadge />
           <span class="now-title">{current.space.title}</span>
           <span class="muted">
-            {current.role === "host" ? (current.muted ? "You host · muted" : "You host · on air") : `Listening to ${current.space.host}`}
+            {current.role === "listener"
+              ? `Listening to ${current.space.host}`
+              : `${current.role === "host" ? "You host" : "On stage"} · ${current.muted ? "muted" : "on air"}`}
           </span>
         </button>
       )}
@@ -144,7 +161,7 @@ function Sidebar({ app, view, setView }: { app: AppState | null; view: View; set
               <Avatar name={app.displayName} size={32} />
               <div>
                 <strong>{app.displayName}</strong>
-                <span class="muted">profile {app.profile}</span>
+                <span class="muted">{app.account !== null ? `@${app.account.handle}` : `profile ${app.profile} · no account`}</span>
               </div>
             </div>
             <p class={app.connected ? "conn online" : "conn offline"}>

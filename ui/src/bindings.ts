@@ -142,6 +142,92 @@ async search(query: string) : Promise<Result<SpaceSummary[], IpcError>> {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
 }
+},
+/**
+ * Creates an account on the server for this device and signs in with it.
+ */
+async createAccount(handle: string, displayName: string) : Promise<Result<Account, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("create_account", { handle, displayName }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Asks the stage for something (raise a hand, approve one, react, chat...); the server
+ * decides and answers with events.
+ */
+async stage(action: StageAction) : Promise<Result<null, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("stage", { action }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Asks (`on`) or stops asking to be reminded when scheduled space `id` starts.
+ */
+async setReminder(id: string, on: boolean) : Promise<Result<null, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("set_reminder", { id, on }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Schedules a space of ours; `starts_at` is in seconds since the Unix epoch.
+ */
+async scheduleSpace(title: string, topics: string[], startsAt: number) : Promise<Result<Upcoming, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("schedule_space", { title, topics, startsAt }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+async cancelScheduled(id: string) : Promise<Result<null, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("cancel_scheduled", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Starts a space we scheduled, now.
+ */
+async startScheduled(id: string) : Promise<Result<CurrentSpace, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("start_scheduled", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Blocks or unblocks an account for ourself (hides their audio, reactions and chat).
+ */
+async blockUser(handle: string, blocked: boolean) : Promise<Result<null, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("block_user", { handle, blocked }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Reports a user (handle) or a space (id) to the server's operator; returns its number.
+ */
+async report(kind: ReportKind, target: string, reason: string) : Promise<Result<number, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("report", { kind, target, reason }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
 }
 }
 
@@ -162,6 +248,10 @@ openSpaceFailed: "open-space-failed"
 
 /** user-defined types **/
 
+/**
+ * The signed-in account.
+ */
+export type Account = { handle: string; displayName: string }
 /**
  * Something the UI should redraw or show. Sent as the Tauri event `app-event`.
  */
@@ -205,7 +295,40 @@ export type AppEvent =
 /**
  * Who speaks in a receive slot changed.
  */
-{ type: "speaking"; slot: number; speaker: ParticipantId | null }
+{ type: "speaking"; slot: number; speaker: ParticipantId | null } | 
+/**
+ * How loud each speaker we hear is, about 10 times a second while someone is heard
+ * (0 ..= 1, RMS of the last tenth of a second); drives the speaking rings.
+ */
+{ type: "levels"; levels: SpeakerLevel[] } | 
+/**
+ * Someone in our space reacted.
+ */
+{ type: "reaction"; participant: ParticipantId; emoji: string } | 
+/**
+ * The server refused something we asked of the stage (raise a hand, mute someone...).
+ */
+{ type: "refused"; code: ErrorCode; message: string } | 
+/**
+ * We were removed from the space (and blocked from the host's spaces if `blocked`).
+ */
+{ type: "removed"; blocked: boolean } | 
+/**
+ * The account changed (signed in, created, or signed out).
+ */
+{ type: "account"; account: Account | null } | 
+/**
+ * The upcoming spaces or our reminders changed.
+ */
+{ type: "upcoming"; upcoming: Upcoming[] } | 
+/**
+ * Our personal block list changed.
+ */
+{ type: "blocked"; blocked: string[] } | 
+/**
+ * A space we asked to be reminded of started: the shell shows a system notification.
+ */
+{ type: "reminder"; space: SpaceSummary }
 /**
  * Every [`AppEvent`] of the app, as it is, under the Tauri event name `app-event`.
  */
@@ -231,6 +354,10 @@ embeddedServer: boolean;
  */
 connected: boolean; displayName: string; 
 /**
+ * The account this instance is signed in with on the server, if any.
+ */
+account: Account | null; 
+/**
  * Live spaces, busiest first.
  */
 live: SpaceSummary[]; 
@@ -239,13 +366,38 @@ live: SpaceSummary[];
  */
 followed: FollowedHost[]; 
 /**
+ * Scheduled spaces of followed hosts and of this account, soonest first.
+ */
+upcoming: Upcoming[]; 
+/**
+ * Accounts this user blocked for themself: their audio, reactions and chat are hidden.
+ */
+blocked: string[]; 
+/**
  * The space this instance is in, if any.
  */
 current: CurrentSpace | null }
 /**
+ * A chat message's id, unique within one room and increasing in send order.
+ */
+export type ChatId = number
+/**
+ * One chat message in a space.
+ */
+export type ChatMessage = { id: ChatId; author: ParticipantId; text: string; 
+/**
+ * When it was sent, in milliseconds since the room opened on the server (the room core
+ * knows no wall clock; the order and spacing of messages is what it can vouch for).
+ */
+at_ms: number }
+/**
  * The space this instance is in.
  */
-export type CurrentSpace = { space: SpaceInfo; role: Role; 
+export type CurrentSpace = { space: SpaceInfo; 
+/**
+ * This instance's participant in the space.
+ */
+you: ParticipantId; role: Role; 
 /**
  * Whether our microphone is muted (only meaningful for a speaker).
  */
@@ -253,7 +405,16 @@ muted: boolean;
 /**
  * Whether media (audio) is connected.
  */
-mediaConnected: boolean }
+mediaConnected: boolean; 
+/**
+ * Who invited us up to speak, while the invitation stands.
+ */
+invitedBy: ParticipantId | null; 
+/**
+ * The chat so far (the most recent [`CHAT_KEPT`] messages), oldest first, without the
+ * messages of accounts we blocked.
+ */
+chat: ChatMessage[] }
 /**
  * One audio device.
  */
@@ -382,7 +543,11 @@ export type ErrorCode =
 /**
  * A followed host as the UI shows it.
  */
-export type FollowedHost = { host: string; 
+export type FollowedHost = { 
+/**
+ * The host as followed: `@handle` for a host with an account, else a display name.
+ */
+host: string; 
 /**
  * The host's live space right now, if any.
  */
@@ -455,6 +620,18 @@ muted?: boolean;
  */
 hand_raised?: boolean }
 /**
+ * What a report is about.
+ */
+export type ReportKind = 
+/**
+ * A user, by handle.
+ */
+"user" | 
+/**
+ * A space, by id.
+ */
+"space"
+/**
  * What a participant may do in a space.
  */
 export type Role = 
@@ -518,7 +695,51 @@ export type SpaceState = "live" | "ended"
 /**
  * One line of the live directory.
  */
-export type SpaceSummary = { id: SpaceId; title: string; host: string; topics?: string[]; listeners: number }
+export type SpaceSummary = { id: SpaceId; title: string; 
+/**
+ * The host's display name.
+ */
+host: string; topics?: string[]; listeners: number; 
+/**
+ * The host's account handle, when the host is signed in (what a follow is keyed by).
+ */
+host_handle?: string | null; 
+/**
+ * The names of everyone on the mic besides the host, in listing order.
+ */
+speakers?: string[] }
+/**
+ * One speaker's level in [`AppEvent::Levels`].
+ */
+export type SpeakerLevel = { participant: ParticipantId; rms: number }
+/**
+ * Something a participant asks of the stage. The server decides whether the role allows it.
+ */
+export type StageAction = { type: "raiseHand" } | { type: "lowerHand" } | { type: "approveHand"; participant: ParticipantId } | { type: "dismissHand"; participant: ParticipantId } | { type: "invite"; participant: ParticipantId } | { type: "acceptInvite" } | { type: "declineInvite" } | { type: "stepDown" } | { type: "mute"; participant: ParticipantId } | { type: "muteAll" } | { type: "remove"; participant: ParticipantId } | { type: "block"; participant: ParticipantId } | { type: "makeCohost"; participant: ParticipantId } | { type: "unmakeCohost"; participant: ParticipantId } | { type: "pin"; link: string | null } | { type: "react"; emoji: string } | { type: "chat"; text: string } | { type: "deleteChat"; id: ChatId }
+/**
+ * A scheduled space as Home lists it.
+ */
+export type Upcoming = { 
+/**
+ * The schedule's id, which the live space takes when its host starts it.
+ */
+id: string; 
+/**
+ * The host's handle.
+ */
+host: string; title: string; topics: string[]; 
+/**
+ * Seconds since the Unix epoch.
+ */
+startsAt: number; 
+/**
+ * Whether this account asked to be reminded when it starts.
+ */
+reminded: boolean; 
+/**
+ * Whether this account hosts it (and so may start or cancel it).
+ */
+mine: boolean }
 /**
  * A signed-in account as the room sees it: a handle of 1 to [`UserId::MAX_LEN`] characters of
  * `a-z`, `0-9` and `_`. Participants without one are signed out and may only listen.

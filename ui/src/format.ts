@@ -6,6 +6,12 @@ import type { ParticipantInfo } from "./bindings";
 export const MAX_TITLE_CHARS = 120;
 export const MAX_TOPICS = 3;
 export const MAX_TOPIC_CHARS = 32;
+export const MAX_CHAT_CHARS = 500;
+/** The reactions a space offers (crates/proto `REACTIONS`; the server refuses others). */
+export const REACTIONS = ["💯", "😂", "👏", "❤️", "🙌", "👋"] as const;
+/** A handle as the server takes it: 3 to 20 of letters, digits and _, starting with a letter
+ * (case is ignored). The server checks again. */
+export const HANDLE_PATTERN = "[A-Za-z][A-Za-z0-9_]{2,19}";
 
 export function listeners(n: number): string {
   return n === 1 ? "1 listening" : `${n} listening`;
@@ -24,12 +30,24 @@ export function parseTopics(text: string): { topics: string[]; error: string | n
   return { topics, error: null };
 }
 
-/** The host first, then everyone else by name. */
+const ROLE_RANK: Record<ParticipantInfo["role"], number> = { host: 0, cohost: 1, speaker: 2, listener: 3 };
+
+/** The host, co-hosts, speakers, then listeners; each group by name. */
 export function ordered(participants: ParticipantInfo[]): ParticipantInfo[] {
   return [...participants].sort((a, b) => {
-    if (a.role !== b.role) return a.role === "host" ? -1 : b.role === "host" ? 1 : 0;
+    if (a.role !== b.role) return ROLE_RANK[a.role] - ROLE_RANK[b.role];
     return a.name.localeCompare(b.name);
   });
+}
+
+/** "in 5 min", "in 3 h", "tomorrow 09:30", or a date, from seconds since the epoch. */
+export function startsIn(unixSeconds: number, nowMs: number = Date.now()): string {
+  const s = Math.floor(unixSeconds - nowMs / 1000);
+  if (s <= 60) return "starting now";
+  if (s < 3600) return `in ${Math.round(s / 60)} min`;
+  if (s < 12 * 3600) return `in ${Math.round(s / 3600)} h`;
+  const d = new Date(unixSeconds * 1000);
+  return d.toLocaleString(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 }
 
 /** "just now", "5 min ago", "3 h ago", "2 days ago" from seconds since the epoch. */

@@ -3,14 +3,19 @@
 
 import { useEffect, useState } from "preact/hooks";
 import type { Act } from "./app";
-import type { AppState, FollowedHost, SpaceSummary } from "./bindings";
-import { ago, listeners, MAX_TITLE_CHARS, parseTopics } from "./format";
+import type { AppState, FollowedHost, SpaceSummary, Upcoming } from "./bindings";
+import { ago, listeners, MAX_TITLE_CHARS, parseTopics, startsIn } from "./format";
 import { api } from "./ipc";
 import { Avatar, Icon, LiveBadge, Topics } from "./ui";
 
 type Props = { app: AppState; act: Act };
 
-export function HomeView({ app, act }: Props) {
+/** The key a host is followed by (as the backend's `host_key`). */
+export function hostKey(space: SpaceSummary): string {
+  return space.host_handle != null ? `@${space.host_handle}` : space.host;
+}
+
+export function HomeView({ app, act, openSettings }: Props & { openSettings: () => void }) {
   const [query, setQuery] = useState("");
   const [found, setFound] = useState<SpaceSummary[] | null>(null);
   const q = query.trim();
@@ -60,13 +65,24 @@ export function HomeView({ app, act }: Props) {
         ) : (
           <ul class="space-grid" aria-label="Live spaces">
             {spaces.map((s) => (
-              <SpaceCard key={s.id} space={s} app={app} followed={followed.has(s.host)} act={act} />
+              <SpaceCard key={s.id} space={s} app={app} followed={followed.has(hostKey(s))} act={act} />
             ))}
           </ul>
         )}
       </section>
       <div class="side-col">
+        {app.account === null && (
+          <div class="card account-nudge">
+            <p>
+              <strong>Create your account</strong> to raise your hand, react, chat and schedule spaces.
+            </p>
+            <button type="button" class="secondary small" onClick={openSettings}>
+              Create account
+            </button>
+          </div>
+        )}
         <StartForm app={app} act={act} />
+        <UpcomingList app={app} act={act} />
         <Following app={app} act={act} />
       </div>
     </div>
@@ -113,6 +129,11 @@ function SpaceCard({ space, app, followed, act }: { space: SpaceSummary; app: Ap
         <span class="host-name">{space.host}</span>
         {followed && <span class="tag">Following</span>}
       </div>
+      {(space.speakers ?? []).length > 0 && (
+        <p class="speakers-line muted">
+          <Icon name="mic" size={13} /> with {(space.speakers ?? []).join(", ")}
+        </p>
+      )}
       <Topics topics={space.topics ?? []} />
       <div class="card-actions">
         <JoinButton app={app} space={space} act={act} />
@@ -125,19 +146,30 @@ function StartForm({ app, act }: Props) {
   const [title, setTitle] = useState("");
   const [topicText, setTopicText] = useState("");
   const [busy, setBusy] = useState(false);
+  const [later, setLater] = useState(false);
+  const [when, setWhen] = useState("");
   const { topics, error } = parseTopics(topicText);
   const inSpace = app.current !== null;
-  const ready = title.trim() !== "" && error === null && !inSpace && app.connected && !busy;
+  const startsAt = when === "" ? NaN : Math.floor(new Date(when).getTime() / 1000);
+  const ready =
+    title.trim() !== "" &&
+    error === null &&
+    app.connected &&
+    !busy &&
+    (later ? Number.isFinite(startsAt) && app.account !== null : !inSpace);
 
   const submit = async (e: Event) => {
     e.preventDefault();
     if (!ready) return;
     setBusy(true);
-    const ok = await act(() => api.createSpace(title.trim(), topics));
+    const ok = await act(() =>
+      later ? api.scheduleSpace(title.trim(), topics, startsAt) : api.createSpace(title.trim(), topics),
+    );
     setBusy(false);
     if (ok) {
       setTitle("");
       setTopicText("");
+      setWhen("");
     }
   };
 
@@ -169,10 +201,86 @@ function StartForm({ app, act }: Props) {
         </small>
       </label>
       {topics.length > 0 && error === null && <Topics topics={topics} />}
+      <div class="when" role="radiogroup" aria-label="When">
+        <label>
+          <input type="radio" name="when" checked={!later} onChange={() => setLater(false)} /> Now
+        </label>
+        <label>
+          <input type="radio" name="when" checked={later} onChange={() => setLater(true)} /> Later
+        </label>
+        {later && (
+          <input
+            type="datetime-local"
+            aria-label="Start time"
+            value={when}
+            onInput={(e) => setWhen(e.currentTarget.value)}
+          />
+        )}
+      </div>
+      {later && app.account === null && <small class="hint error">Scheduling needs an account</small>}
       <button class="primary wide" type="submit" disabled={!ready}>
-        {busy ? "Starting…" : inSpace ? "Leave your space to start one" : "Go live"}
+        {busy
+          ? later
+            ? "Scheduling…"
+            : "Starting…"
+          : later
+            ? "Schedule"
+            : inSpace
+              ? "Leave your space to start one"
+              : "Go live"}
       </button>
     </form>
+  );
+}
+
+function UpcomingList({ app, act }: Props) {
+  if (app.upcoming.length === 0) return null;
+  return (
+    <section class="card upcoming" aria-labelledby="upcoming-heading">
+      <h2 id="upcoming-heading">
+        <Icon name="radio" /> Upcoming
+      </h2>
+      <ul class="upcoming-list">
+        {app.upcoming.map((u: Upcoming) => (
+          <li key={u.id} class="upcoming-item">
+            <div class="followed-text">
+              <strong>{u.title}</strong>
+              <span class="muted">
+                @{u.host} · {startsIn(u.startsAt)}
+              </span>
+            </div>
+            {u.mine ? (
+              <>
+                <button
+                  type="button"
+                  class="primary small"
+                  disabled={app.current !== null || !app.connected}
+                  aria-label={`Start ${u.title} now`}
+                  onClick={() => act(() => api.startScheduled(u.id))}
+                >
+                  Start
+                </button>
+                <button type="button" class="ghost small" aria-label={`Cancel ${u.title}`} onClick={() => act(() => api.cancelScheduled(u.id))}>
+                  Cancel
+                </button>
+              </>
+            ) : (
+              <button
+                type="button"
+                class={u.reminded ? "ghost small" : "secondary small"}
+                aria-pressed={u.reminded}
+                disabled={app.account === null}
+                title={app.account === null ? "Create an account to get reminders" : undefined}
+                aria-label={`${u.reminded ? "Reminded of" : "Remind me of"} ${u.title}`}
+                onClick={() => act(() => api.setReminder(u.id, !u.reminded))}
+              >
+                {u.reminded ? "Reminded" : "Remind me"}
+              </button>
+            )}
+          </li>
+        ))}
+      </ul>
+    </section>
   );
 }
 

@@ -1,7 +1,7 @@
 // The one door to the backend: typed commands that throw `IpcFailure` with the backend's
 // stable code, and the typed events. Everything here comes from the generated bindings.
 
-import { commands, events, type AppEvent, type IpcError } from "./bindings";
+import { commands, events, type AppEvent, type IpcError, type ReportKind, type StageAction } from "./bindings";
 
 /** A failed command: `error.code` is stable, `message` is for people. */
 export class IpcFailure extends Error {
@@ -36,6 +36,15 @@ export const api = {
   playTestSound: () => unwrap(commands.playTestSound()),
   setLevelMeter: (on: boolean) => unwrap(commands.setLevelMeter(on)),
   search: (query: string) => unwrap(commands.search(query)),
+  createAccount: (handle: string, displayName: string) => unwrap(commands.createAccount(handle, displayName)),
+  stage: (action: StageAction) => unwrap(commands.stage(action)),
+  setReminder: (id: string, on: boolean) => unwrap(commands.setReminder(id, on)),
+  scheduleSpace: (title: string, topics: string[], startsAt: number) =>
+    unwrap(commands.scheduleSpace(title, topics, startsAt)),
+  cancelScheduled: (id: string) => unwrap(commands.cancelScheduled(id)),
+  startScheduled: (id: string) => unwrap(commands.startScheduled(id)),
+  blockUser: (handle: string, blocked: boolean) => unwrap(commands.blockUser(handle, blocked)),
+  report: (kind: ReportKind, target: string, reason: string) => unwrap(commands.report(kind, target, reason)),
 };
 
 /** Subscribes to `app-event`; resolves to the function that unsubscribes. */

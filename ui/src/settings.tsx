@@ -5,6 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import type { Act } from "./app";
 import type { AppState, Devices, Settings } from "./bindings";
 import { api, messageOf, subscribeLevel } from "./ipc";
+import { HANDLE_PATTERN } from "./format";
 import { Icon } from "./ui";
 
 type Props = { app: AppState; act: Act };
@@ -57,6 +58,8 @@ export function SettingsView({ app, act }: Props) {
           )}
         </div>
       </header>
+
+      <AccountCard app={app} act={act} />
 
       <section class="card" aria-labelledby="you-heading">
         <h2 id="you-heading">You</h2>
@@ -127,7 +130,86 @@ export function SettingsView({ app, act }: Props) {
         </label>
       </section>
 
+      {app.blocked.length > 0 && (
+        <section class="card" aria-labelledby="blocked-heading">
+          <h2 id="blocked-heading">Blocked for you</h2>
+          <p class="hint">You do not hear, see reactions from or read the chat of these accounts.</p>
+          <ul class="blocked-list">
+            {app.blocked.map((h) => (
+              <li key={h}>
+                @{h}
+                <button type="button" class="ghost small" aria-label={`Unblock @${h}`} onClick={() => act(() => api.blockUser(h, false))}>
+                  Unblock
+                </button>
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
     </form>
+  );
+}
+
+/** The account on this server: who you are, or a way to create one. No password: this device
+ * holds a key (in the system keychain where there is one) and signs the server's challenge. */
+function AccountCard({ app, act }: Props) {
+  const [handle, setHandle] = useState("");
+  const [name, setName] = useState(app.displayName);
+  const [busy, setBusy] = useState(false);
+  const valid = new RegExp(`^${HANDLE_PATTERN}$`).test(handle.trim());
+  if (app.account !== null) {
+    return (
+      <section class="card" aria-labelledby="account-heading">
+        <h2 id="account-heading">Account</h2>
+        <p class="account-line">
+          Signed in as <strong class="account-handle">@{app.account.handle}</strong> · {app.account.displayName}
+        </p>
+        <small class="hint">This device's key signs you in; nothing to remember.</small>
+      </section>
+    );
+  }
+  const create = async () => {
+    if (!valid || busy) return;
+    setBusy(true);
+    await act(() => api.createAccount(handle.trim(), name.trim()));
+    setBusy(false);
+  };
+  return (
+    <section class="card" aria-labelledby="account-heading">
+      <h2 id="account-heading">Account</h2>
+      <p class="hint">An account lets you raise your hand, react, chat and schedule spaces. No password: this device keeps a key.</p>
+      <label class="field">
+        <span>Handle</span>
+        <input
+          name="handle"
+          value={handle}
+          placeholder="ada_l"
+          pattern={HANDLE_PATTERN}
+          aria-invalid={handle !== "" && !valid}
+          onInput={(e) => setHandle(e.currentTarget.value)}
+          onKeyDown={(e) => {
+            if (e.key === "Enter") {
+              e.preventDefault();
+              create();
+            }
+          }}
+        />
+        <small class={handle !== "" && !valid ? "hint error" : "hint"}>3 to 20 letters, digits or _, starting with a letter</small>
+      </label>
+      <label class="field">
+        <span>Name others see</span>
+        <input name="account-name" value={name} maxLength={64} onInput={(e) => setName(e.currentTarget.value)} />
+      </label>
+      <button
+        type="button"
+        class="primary"
+        disabled={!valid || name.trim() === "" || busy || app.current !== null}
+        title={app.current !== null ? "Leave your space first" : undefined}
+        onClick={create}
+      >
+        {busy ? "Creating…" : "Create account"}
+      </button>
+    </section>
   );
 }
 

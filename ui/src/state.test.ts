@@ -17,8 +17,11 @@ const base: AppState = {
   embeddedServer: true,
   connected: true,
   displayName: "ada",
+  account: null,
   live: [],
   followed: [],
+  upcoming: [],
+  blocked: [],
   current: null,
 };
 
@@ -34,9 +37,12 @@ const current: CurrentSpace = {
       { id: 3, name: "ada", role: "listener" },
     ],
   },
+  you: 3,
   role: "listener",
   muted: false,
   mediaConnected: true,
+  invitedBy: null,
+  chat: [],
 };
 
 const loaded = (state: Partial<AppState> = {}): Model =>
@@ -80,6 +86,38 @@ describe("reduce", () => {
     expect(m.notices).toEqual([]);
   });
 
+  it("floats a reaction until it is done, and only inside a space", () => {
+    let m = loaded();
+    m = reduce(m, { type: "event", event: { type: "reaction", participant: 1, emoji: "👏" } });
+    expect(m.reactions).toEqual([]);
+    m = reduce(m, { type: "event", event: { type: "current", current } });
+    m = reduce(m, { type: "event", event: { type: "reaction", participant: 1, emoji: "👏" } });
+    expect(m.reactions.map((r) => [r.participant, r.emoji])).toEqual([[1, "👏"]]);
+    m = reduce(m, { type: "reactionDone", id: m.reactions[0].id });
+    expect(m.reactions).toEqual([]);
+  });
+
+  it("says why the server refused, and leaves the space when removed", () => {
+    let m = loaded({ current });
+    m = reduce(m, { type: "event", event: { type: "refused", code: "sign_in_required", message: "sign in to raise a hand" } });
+    expect(m.notices.map((n) => [n.kind, n.text])).toEqual([["error", "sign in to raise a hand"]]);
+    expect(m.app?.current).toEqual(current);
+    m = reduce(m, { type: "event", event: { type: "removed", blocked: true } });
+    expect(m.app?.current).toBeNull();
+    expect(m.notices[1].text).toContain("blocked");
+  });
+
+  it("takes the account's name once signed in, and the levels as they come", () => {
+    let m = loaded({ current });
+    m = reduce(m, { type: "event", event: { type: "account", account: { handle: "ada_l", displayName: "Ada L" } } });
+    expect(m.app?.account?.handle).toBe("ada_l");
+    expect(m.app?.displayName).toBe("Ada L");
+    m = reduce(m, { type: "event", event: { type: "levels", levels: [{ participant: 1, rms: 0.2 }] } });
+    expect(m.levels).toEqual({ 1: 0.2 });
+    m = reduce(m, { type: "event", event: { type: "levels", levels: [] } });
+    expect(m.levels).toEqual({});
+  });
+
   it("tracks the connection and keeps only the last few notices", () => {
     let m = loaded();
     m = reduce(m, { type: "event", event: { type: "connection", connected: false, message: "lost" } });
@@ -98,8 +136,16 @@ describe("format", () => {
     expect(parseTopics("x".repeat(33)).error).toBe("A topic is at most 32 characters");
   });
 
-  it("puts the host first, then listeners by name", () => {
+  it("puts the host first, then co-hosts, speakers and listeners, each by name", () => {
     expect(ordered(current.space.participants).map((p) => p.name)).toEqual(["bob", "ada", "zoe"]);
+    const mixed = [
+      { id: 5, name: "al", role: "listener" as const },
+      { id: 6, name: "zed", role: "speaker" as const },
+      { id: 7, name: "cy", role: "cohost" as const },
+      { id: 8, name: "bo", role: "speaker" as const },
+      { id: 1, name: "hal", role: "host" as const },
+    ];
+    expect(ordered(mixed).map((p) => p.name)).toEqual(["hal", "cy", "bo", "zed", "al"]);
   });
 
   it("says how long ago in words", () => {

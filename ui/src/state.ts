@@ -5,6 +5,9 @@ import type { AppEvent, AppState, EndReason, ParticipantId } from "./bindings";
 
 export type Notice = { id: number; kind: "info" | "error"; text: string };
 
+/** A reaction shown on someone's avatar for a moment. */
+export type Reaction = { id: number; participant: ParticipantId; emoji: string };
+
 export type Model = {
   /** Null until the first `getState` answers. */
   app: AppState | null;
@@ -12,17 +15,32 @@ export type Model = {
   early: AppEvent[];
   /** Who speaks in each receive slot of the current space. */
   speaking: Record<number, ParticipantId | null>;
+  /** How loud each speaker is now (0..1), for the speaking rings. */
+  levels: Record<ParticipantId, number>;
+  reactions: Reaction[];
   notices: Notice[];
   nextNotice: number;
 };
 
-export const initialModel: Model = { app: null, early: [], speaking: {}, notices: [], nextNotice: 1 };
+export const initialModel: Model = {
+  app: null,
+  early: [],
+  speaking: {},
+  levels: {},
+  reactions: [],
+  notices: [],
+  nextNotice: 1,
+};
+
+/** A speaker whose level is at least this shows a speaking ring. */
+export const SPEAKING_LEVEL = 0.02;
 
 export type Action =
   | { type: "loaded"; state: AppState }
   | { type: "event"; event: AppEvent }
   | { type: "notice"; kind: Notice["kind"]; text: string }
-  | { type: "dismiss"; id: number };
+  | { type: "dismiss"; id: number }
+  | { type: "reactionDone"; id: number };
 
 /** At most this many notices are kept; older ones go. */
 const MAX_NOTICES = 4;
@@ -41,8 +59,13 @@ export function reduce(model: Model, action: Action): Model {
       return notice(model, action.kind, action.text);
     case "dismiss":
       return { ...model, notices: model.notices.filter((n) => n.id !== action.id) };
+    case "reactionDone":
+      return { ...model, reactions: model.reactions.filter((r) => r.id !== action.id) };
   }
 }
+
+/** At most this many reactions float at once; older ones go. */
+const MAX_REACTIONS = 12;
 
 function applyEvent(model: Model, event: AppEvent): Model {
   const app = model.app;
@@ -55,11 +78,10 @@ function applyEvent(model: Model, event: AppEvent): Model {
     case "followed":
       return { ...model, app: { ...app, followed: event.followed } };
     case "current":
-      return {
-        ...model,
-        app: { ...app, current: event.current },
-        speaking: event.current === null ? {} : model.speaking,
-      };
+      if (event.current === null) {
+        return { ...model, app: { ...app, current: null }, speaking: {}, levels: {}, reactions: [] };
+      }
+      return { ...model, app: { ...app, current: event.current } };
     case "ended": {
       if (app.current?.space.id !== event.space) return model;
       const next = { ...model, app: { ...app, current: null }, speaking: {} };
@@ -74,9 +96,34 @@ function applyEvent(model: Model, event: AppEvent): Model {
     }
     case "speaking":
       return { ...model, speaking: { ...model.speaking, [event.slot]: event.speaker } };
-    // Levels go straight to the meter; the shell turns followedLive into a notification.
+    case "levels": {
+      const levels: Record<ParticipantId, number> = {};
+      for (const l of event.levels) levels[l.participant] = l.rms;
+      return { ...model, levels };
+    }
+    case "reaction": {
+      if (app.current === null) return model;
+      const r = { id: model.nextNotice, participant: event.participant, emoji: event.emoji };
+      return { ...model, reactions: [...model.reactions, r].slice(-MAX_REACTIONS), nextNotice: r.id + 1 };
+    }
+    case "refused":
+      return notice(model, "error", event.message);
+    case "removed":
+      return notice(
+        { ...model, app: { ...app, current: null }, speaking: {}, levels: {}, reactions: [] },
+        "error",
+        event.blocked ? "The host removed you and blocked you from their spaces" : "The host removed you from the space",
+      );
+    case "account":
+      return { ...model, app: { ...app, account: event.account, displayName: event.account?.displayName ?? app.displayName } };
+    case "upcoming":
+      return { ...model, app: { ...app, upcoming: event.upcoming } };
+    case "blocked":
+      return { ...model, app: { ...app, blocked: event.blocked } };
+    // Levels go straight to the meter; the shell turns these into notifications.
     case "inputLevel":
     case "followedLive":
+    case "reminder":
       return model;
   }
 }

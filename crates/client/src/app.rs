@@ -11,22 +11,32 @@
 //! webview as it is. Nothing here blocks the async runtime: device opens and closes (which take
 //! a second or more with PulseAudio) run on blocking threads.
 
+mod stage;
+mod web;
+
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use confab_audio::{Capture, DEFAULT_CUSHION, FRAME_SAMPLES, Playback, SAMPLE_RATE, SpeakerFeed};
 use confab_proto::ipc::{
-    AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError, IpcErrorCode,
-    Settings,
+    Account, AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError,
+    IpcErrorCode, ReportKind, Settings, SpeakerLevel, StageAction, Upcoming,
 };
-use confab_proto::{MAX_NAME_CHARS, SpaceId, SpaceSummary};
+use confab_proto::{
+    ClientMsg, MAX_NAME_CHARS, ParticipantId, ReportRequest, ScheduleRequest, Scheduled, SpaceId,
+    SpaceSummary,
+};
 use confab_store::{Store, StoreError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::identity::{DeviceKey, key_file};
 use crate::{Client, ClientConfig, ClientError, Event, Joined, Mic, Streams};
+use stage::Effect;
+use web::Web;
 
 /// A followed host is announced at most once in this many seconds.
 pub const NOTIFY_WINDOW_SECS: i64 = 60;
@@ -54,6 +64,7 @@ pub struct App {
 
 struct Inner {
     opts: AppOptions,
+    web: Web,
     store: Mutex<Store>,
     events: mpsc::Sender<AppEvent>,
     model: Mutex<Model>,
@@ -61,14 +72,44 @@ struct Inner {
     audio: Mutex<Audio>,
     muted: Arc<AtomicBool>,
     meter: Arc<AtomicBool>,
+    /// Our microphone's level (f32 bits) for our own speaking ring, while we are on the mic.
+    my_level: Arc<AtomicU32>,
     shutdown: watch::Sender<bool>,
 }
 
 struct Model {
     display_name: String,
     connected: bool,
+    /// The signed-in account and its bearer token.
+    account: Option<(Account, String)>,
     live: Vec<SpaceSummary>,
+    /// Every scheduled space on the server, and the ids we asked to be reminded of.
+    schedules: Vec<Scheduled>,
+    reminders: HashSet<String>,
+    /// Accounts we blocked for ourself.
+    blocked: HashSet<String>,
+    /// Who each receive slot carries.
+    slots: HashMap<usize, ParticipantId>,
     current: Option<CurrentSpace>,
+}
+
+/// The key a host is followed by: `@handle` when the host has an account, else the name shown.
+pub fn host_key(space: &SpaceSummary) -> String {
+    match &space.host_handle {
+        Some(h) => format!("@{h}"),
+        None => space.host.clone(),
+    }
+}
+
+/// `spaces` with each host replaced by its [`host_key`], as the store records them.
+fn keyed(spaces: &[SpaceSummary]) -> Vec<SpaceSummary> {
+    spaces
+        .iter()
+        .map(|s| SpaceSummary {
+            host: host_key(s),
+            ..s.clone()
+        })
+        .collect()
 }
 
 /// Open devices and the tasks that move audio between them and the connection.
@@ -112,6 +153,20 @@ impl From<ClientError> for IpcError {
     }
 }
 
+fn clean_display_name(name: &str) -> Result<String, IpcError> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(err(
+            IpcErrorCode::InvalidInput,
+            "a display name is 1 to 64 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 fn storage(e: StoreError) -> IpcError {
     err(IpcErrorCode::Storage, e.to_string())
 }
@@ -128,39 +183,66 @@ impl App {
             .display_name()
             .map_err(storage)?
             .unwrap_or_else(|| opts.profile.clone());
+        let blocked = store
+            .blocked(&opts.server_url)
+            .map_err(storage)?
+            .into_iter()
+            .collect();
         let (events, rx) = mpsc::channel(512);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| err(IpcErrorCode::Internal, e.to_string()))?;
+        let web = Web {
+            http,
+            url: opts.server_url.trim_end_matches('/').to_owned(),
+        };
         let inner = Arc::new(Inner {
             opts,
+            web,
             store: Mutex::new(store),
             events,
             model: Mutex::new(Model {
                 display_name,
                 connected: false,
+                account: None,
                 live: Vec::new(),
+                schedules: Vec::new(),
+                reminders: HashSet::new(),
+                blocked,
+                slots: HashMap::new(),
                 current: None,
             }),
             client: Mutex::new(None),
             audio: Mutex::new(Audio::default()),
             muted: Arc::new(AtomicBool::new(false)),
             meter: Arc::new(AtomicBool::new(false)),
+            my_level: Arc::new(AtomicU32::new(0)),
             shutdown: watch::channel(false).0,
         });
         tokio::spawn(supervise(Arc::clone(&inner)));
+        tokio::spawn(refresh_schedules(Arc::clone(&inner)));
         Ok((App { inner }, rx))
     }
 
     /// Everything the UI shows, now.
     pub async fn state(&self) -> AppState {
         let followed = self.inner.followed_view();
+        let upcoming = self.inner.upcoming_view();
         let m = lock(&self.inner.model);
+        let mut blocked: Vec<String> = m.blocked.iter().cloned().collect();
+        blocked.sort();
         AppState {
             profile: self.inner.opts.profile.clone(),
             server_url: self.inner.opts.server_url.clone(),
             embedded_server: self.inner.opts.embedded_server,
             connected: m.connected,
             display_name: m.display_name.clone(),
+            account: m.account.as_ref().map(|(a, _)| a.clone()),
             live: m.live.clone(),
             followed,
+            upcoming,
+            blocked,
             current: m.current.clone(),
         }
     }
@@ -171,14 +253,37 @@ impl App {
             .ok_or_else(|| err(IpcErrorCode::Offline, "not connected to the server"))
     }
 
-    fn entered(&self, joined: Joined) -> CurrentSpace {
-        self.inner.muted.store(false, Ordering::Relaxed);
+    fn token(&self) -> Result<String, IpcError> {
+        lock(&self.inner.model)
+            .account
+            .as_ref()
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| {
+                err(
+                    IpcErrorCode::Server(confab_proto::ErrorCode::SignInRequired),
+                    "create your account first (Settings)",
+                )
+            })
+    }
+
+    fn entered(&self, client: &Client, joined: Joined) -> CurrentSpace {
+        let me = joined
+            .space
+            .participants
+            .iter()
+            .find(|p| p.id == client.id());
+        let muted = me.is_some_and(|p| p.muted);
+        self.inner.muted.store(muted, Ordering::Relaxed);
         let current = CurrentSpace {
+            you: client.id(),
             space: joined.space,
             role: joined.role,
-            muted: false,
+            muted,
             media_connected: false,
+            invited_by: None,
+            chat: Vec::new(),
         };
+        lock(&self.inner.model).slots.clear();
         lock(&self.inner.model).current = Some(current.clone());
         current
     }
@@ -192,8 +297,9 @@ impl App {
         if lock(&self.inner.model).current.is_some() {
             return Err(err(IpcErrorCode::InvalidInput, "leave your space first"));
         }
-        let joined = self.client()?.create_with_topics(&title, topics).await?;
-        let current = self.entered(joined);
+        let client = self.client()?;
+        let joined = client.create_with_topics(&title, topics).await?;
+        let current = self.entered(&client, joined);
         self.inner
             .emit(AppEvent::Current {
                 current: Some(current.clone()),
@@ -210,8 +316,9 @@ impl App {
             }
             return Err(err(IpcErrorCode::InvalidInput, "leave your space first"));
         }
-        let joined = self.client()?.join(&id).await?;
-        let current = self.entered(joined);
+        let client = self.client()?;
+        let joined = client.join(&id).await?;
+        let current = self.entered(&client, joined);
         self.inner
             .emit(AppEvent::Current {
                 current: Some(current.clone()),
@@ -242,8 +349,21 @@ impl App {
         Ok(())
     }
 
-    /// Mutes or unmutes our microphone.
+    /// Mutes or unmutes our microphone. On the mic, the server is told too, so everyone sees
+    /// it and nothing of ours is forwarded while muted.
     pub async fn set_muted(&self, muted: bool) -> Result<(), IpcError> {
+        let on_mic = lock(&self.inner.model)
+            .current
+            .as_ref()
+            .is_some_and(|c| c.role.speaks());
+        if on_mic {
+            let msg = if muted {
+                ClientMsg::MuteSelf
+            } else {
+                ClientMsg::UnmuteSelf
+            };
+            self.client()?.stage(msg).await?;
+        }
         self.inner.muted.store(muted, Ordering::Relaxed);
         let current = {
             let mut m = lock(&self.inner.model);
@@ -256,10 +376,10 @@ impl App {
         Ok(())
     }
 
-    /// Follows a host on this server.
+    /// Follows a host on this server, by [`host_key`] (`@handle` or a signed-out host's name).
     pub async fn follow(&self, host: String) -> Result<(), IpcError> {
         let host = host.trim().to_owned();
-        if host.is_empty() || host.chars().count() > MAX_NAME_CHARS {
+        if host.is_empty() || host.chars().count() > MAX_NAME_CHARS + 1 {
             return Err(err(
                 IpcErrorCode::InvalidInput,
                 "a host name is 1 to 64 characters",
@@ -271,13 +391,15 @@ impl App {
                 .follow(&self.inner.opts.server_url, &host, unix_now())
                 .map_err(storage)?;
             // Spaces already live are known, not news: record them so only the next one notifies.
-            let live = lock(&self.inner.model).live.clone();
+            let live = keyed(&lock(&self.inner.model).live);
             store
                 .record_spaces(&self.inner.opts.server_url, &live, unix_now())
                 .map_err(storage)?;
         }
         let followed = self.inner.followed_view();
         self.inner.emit(AppEvent::Followed { followed }).await;
+        // The host's scheduled spaces show now, not at the next poll.
+        self.inner.refresh_schedules().await;
         Ok(())
     }
 
@@ -288,7 +410,225 @@ impl App {
             .map_err(storage)?;
         let followed = self.inner.followed_view();
         self.inner.emit(AppEvent::Followed { followed }).await;
+        self.inner.emit_upcoming().await;
         Ok(())
+    }
+
+    /// Creates an account `handle` on the server for this device and signs in with it. The
+    /// connection restarts signed in, so do it outside a space.
+    pub async fn create_account(
+        &self,
+        handle: String,
+        display_name: String,
+    ) -> Result<Account, IpcError> {
+        if lock(&self.inner.model).current.is_some() {
+            return Err(err(IpcErrorCode::InvalidInput, "leave your space first"));
+        }
+        if lock(&self.inner.model).account.is_some() {
+            return Err(err(
+                IpcErrorCode::InvalidInput,
+                "this profile already has an account on this server",
+            ));
+        }
+        let name = clean_display_name(&display_name)?;
+        let key = self.inner.device_key().await?;
+        let session = key
+            .register(&self.inner.web.http, &self.inner.web.url, &handle, &name)
+            .await?;
+        let account = Account {
+            handle: session.user.handle.clone(),
+            display_name: session.user.display_name.clone(),
+        };
+        {
+            let mut m = lock(&self.inner.model);
+            m.account = Some((account.clone(), session.token));
+            m.display_name = account.display_name.clone();
+        }
+        {
+            let mut store = lock(&self.inner.store);
+            let saved = store
+                .set_display_name(Some(&account.display_name))
+                .and_then(|()| store.set_setting(&self.inner.account_setting(), &account.handle));
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "remembering the account");
+            }
+        }
+        self.inner
+            .emit(AppEvent::Account {
+                account: Some(account.clone()),
+            })
+            .await;
+        // Reconnect, this time signed in: the next connection says hello with the token.
+        let client = lock(&self.inner.client).clone();
+        if let Some(client) = client {
+            client.close().await;
+        }
+        self.inner.refresh_schedules().await;
+        Ok(account)
+    }
+
+    /// Asks the stage for something; the server decides whether our role allows it and says
+    /// no with a `refused` event.
+    pub async fn stage(&self, action: StageAction) -> Result<(), IpcError> {
+        let in_space = lock(&self.inner.model).current.is_some();
+        if !in_space {
+            return Err(err(IpcErrorCode::InvalidInput, "you are in no space"));
+        }
+        if matches!(
+            action,
+            StageAction::AcceptInvite | StageAction::DeclineInvite
+        ) && let Some(cur) = lock(&self.inner.model).current.as_mut()
+        {
+            cur.invited_by = None;
+        }
+        self.client()?.stage(action.to_msg()).await?;
+        Ok(())
+    }
+
+    /// Asks (or stops asking) to be reminded when scheduled space `id` starts.
+    pub async fn set_reminder(&self, id: String, on: bool) -> Result<(), IpcError> {
+        let token = self.token()?;
+        self.inner.web.set_reminder(&token, &id, on).await?;
+        {
+            let mut m = lock(&self.inner.model);
+            if on {
+                m.reminders.insert(id);
+            } else {
+                m.reminders.remove(&id);
+            }
+        }
+        // A reminder may be for a space this app has not listed yet.
+        self.inner.refresh_schedules().await;
+        Ok(())
+    }
+
+    /// Schedules a space of ours to start at `starts_at` (Unix seconds, within 30 days).
+    pub async fn schedule_space(
+        &self,
+        title: String,
+        topics: Vec<String>,
+        starts_at: i64,
+    ) -> Result<Upcoming, IpcError> {
+        let token = self.token()?;
+        let req = ScheduleRequest {
+            title,
+            topics,
+            starts_at,
+        };
+        let scheduled = self.inner.web.schedule(&token, &req).await?;
+        lock(&self.inner.model).schedules.push(scheduled.clone());
+        self.inner.emit_upcoming().await;
+        Ok(self.inner.upcoming_of(&scheduled))
+    }
+
+    /// Cancels a space we scheduled.
+    pub async fn cancel_scheduled(&self, id: String) -> Result<(), IpcError> {
+        let token = self.token()?;
+        self.inner.web.cancel(&token, &id).await?;
+        lock(&self.inner.model).schedules.retain(|s| s.id != id);
+        self.inner.emit_upcoming().await;
+        Ok(())
+    }
+
+    /// Starts a space we scheduled, now, with us as host.
+    pub async fn start_scheduled(&self, id: String) -> Result<CurrentSpace, IpcError> {
+        if lock(&self.inner.model).current.is_some() {
+            return Err(err(IpcErrorCode::InvalidInput, "leave your space first"));
+        }
+        let (title, topics) = {
+            let m = lock(&self.inner.model);
+            let s = m
+                .schedules
+                .iter()
+                .find(|s| s.id == id)
+                .ok_or_else(|| err(IpcErrorCode::InvalidInput, "no such scheduled space"))?;
+            (s.title.clone(), s.topics.clone())
+        };
+        let sid: SpaceId = id.parse().map_err(|e: confab_proto::SpaceIdError| {
+            err(IpcErrorCode::InvalidInput, e.to_string())
+        })?;
+        let client = self.client()?;
+        let joined = client.start_scheduled(&sid, &title, topics).await?;
+        let current = self.entered(&client, joined);
+        lock(&self.inner.model).schedules.retain(|s| s.id != id);
+        self.inner
+            .emit(AppEvent::Current {
+                current: Some(current.clone()),
+            })
+            .await;
+        self.inner.emit_upcoming().await;
+        Ok(current)
+    }
+
+    /// Blocks (or unblocks) account `handle` for ourself: their audio, reactions and chat are
+    /// hidden from us here. (A host blocking someone from their spaces is [`StageAction::Block`].)
+    pub async fn block_user(&self, handle: String, blocked: bool) -> Result<(), IpcError> {
+        let handle = handle.trim().trim_start_matches('@').to_ascii_lowercase();
+        if confab_proto::UserId::new(&handle).is_err() {
+            return Err(err(IpcErrorCode::InvalidInput, "not an account handle"));
+        }
+        {
+            let mut store = lock(&self.inner.store);
+            let server = &self.inner.opts.server_url;
+            if blocked {
+                store.block(server, &handle, unix_now()).map_err(storage)?;
+            } else {
+                store.unblock(server, &handle).map_err(storage)?;
+            }
+        }
+        let (list, current) = {
+            let mut m = lock(&self.inner.model);
+            if blocked {
+                m.blocked.insert(handle.clone());
+            } else {
+                m.blocked.remove(&handle);
+            }
+            // Their chat goes from the space we are in, too.
+            let blocked_now = m.blocked.clone();
+            if blocked && let Some(cur) = m.current.as_mut() {
+                let gone: Vec<ParticipantId> = cur
+                    .space
+                    .participants
+                    .iter()
+                    .filter(|p| {
+                        p.user
+                            .as_ref()
+                            .is_some_and(|u| blocked_now.contains(u.as_str()))
+                    })
+                    .map(|p| p.id)
+                    .collect();
+                cur.chat.retain(|c| !gone.contains(&c.author));
+            }
+            let mut list: Vec<String> = m.blocked.iter().cloned().collect();
+            list.sort();
+            (list, m.current.clone())
+        };
+        self.inner.emit(AppEvent::Blocked { blocked: list }).await;
+        if current.is_some() {
+            self.inner.emit(AppEvent::Current { current }).await;
+        }
+        Ok(())
+    }
+
+    /// Reports a user (by handle) or a space (by id) to the server's operator. Returns the
+    /// report's number.
+    pub async fn report(
+        &self,
+        kind: ReportKind,
+        target: String,
+        reason: String,
+    ) -> Result<i64, IpcError> {
+        let token = self.token()?;
+        let req = ReportRequest {
+            kind: match kind {
+                ReportKind::User => "user",
+                ReportKind::Space => "space",
+            }
+            .to_owned(),
+            target: target.trim().trim_start_matches('@').to_owned(),
+            reason,
+        };
+        self.inner.web.report(&token, &req).await
     }
 
     /// The saved settings.
@@ -305,16 +645,8 @@ impl App {
     /// Saves settings. A new display name is used from the next connection; a new server
     /// from the next start of the app.
     pub async fn save_settings(&self, s: Settings) -> Result<(), IpcError> {
-        let name = s.display_name.trim();
-        if name.is_empty()
-            || name.chars().count() > MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
-        {
-            return Err(err(
-                IpcErrorCode::InvalidInput,
-                "a display name is 1 to 64 printable characters",
-            ));
-        }
+        let name = clean_display_name(&s.display_name)?;
+        let name = name.as_str();
         if let Some(url) = &s.server_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -323,17 +655,35 @@ impl App {
                 "a server URL starts with http:// or https://",
             ));
         }
-        let mut store = lock(&self.inner.store);
-        store
-            .set_server_url(s.server_url.as_deref())
-            .map_err(storage)?;
-        store.set_display_name(Some(name)).map_err(storage)?;
-        store
-            .set_input_device(s.input_device.as_deref())
-            .map_err(storage)?;
-        store
-            .set_output_device(s.output_device.as_deref())
-            .map_err(storage)?;
+        {
+            let mut store = lock(&self.inner.store);
+            store
+                .set_server_url(s.server_url.as_deref())
+                .map_err(storage)?;
+            store.set_display_name(Some(name)).map_err(storage)?;
+            store
+                .set_input_device(s.input_device.as_deref())
+                .map_err(storage)?;
+            store
+                .set_output_device(s.output_device.as_deref())
+                .map_err(storage)?;
+        }
+        // The account's name is the one others see: rename it on the server too.
+        let token = lock(&self.inner.model)
+            .account
+            .as_ref()
+            .map(|(_, t)| t.clone());
+        if let Some(token) = token {
+            let profile = self.inner.web.rename(&token, name).await?;
+            let account = {
+                let mut m = lock(&self.inner.model);
+                if let Some((a, _)) = m.account.as_mut() {
+                    a.display_name = profile.display_name.clone();
+                }
+                m.account.as_ref().map(|(a, _)| a.clone())
+            };
+            self.inner.emit(AppEvent::Account { account }).await;
+        }
         lock(&self.inner.model).display_name = name.to_owned();
         Ok(())
     }
@@ -424,6 +774,18 @@ impl Inner {
         let _ = self.events.send(event).await;
     }
 
+    /// Whether receive slot `slot` carries someone whose account we blocked.
+    fn slot_blocked(&self, slot: usize) -> bool {
+        let m = lock(&self.model);
+        if m.blocked.is_empty() {
+            return false;
+        }
+        match (m.slots.get(&slot), m.current.as_ref()) {
+            (Some(&who), Some(cur)) => stage::is_blocked(cur, who, &m.blocked),
+            _ => false,
+        }
+    }
+
     fn followed_view(&self) -> Vec<FollowedHost> {
         let server = &self.opts.server_url;
         let store = lock(&self.store);
@@ -439,7 +801,7 @@ impl Inner {
             .map(|h| {
                 let last = seen.iter().find(|s| s.host == h.host);
                 FollowedHost {
-                    live_space: live.iter().find(|s| s.host == h.host).cloned(),
+                    live_space: live.iter().find(|s| host_key(s) == h.host).cloned(),
                     last_title: last.map(|s| s.title.clone()),
                     last_live_at: h.last_live_at.or(last.map(|s| s.last_seen_at)),
                     host: h.host,
@@ -448,24 +810,184 @@ impl Inner {
             .collect()
     }
 
-    /// A new directory snapshot: remember it, notify for followed hosts newly live.
+    /// The account's bearer token, if signed in.
+    fn token(&self) -> Option<String> {
+        lock(&self.model).account.as_ref().map(|(_, t)| t.clone())
+    }
+
+    /// This profile's device key (from the keychain or its file; made on first use).
+    async fn device_key(&self) -> Result<DeviceKey, IpcError> {
+        let profile = self.opts.profile.clone();
+        let file = key_file(
+            self.opts
+                .store_path
+                .parent()
+                .unwrap_or(std::path::Path::new(".")),
+        );
+        tokio::task::spawn_blocking(move || DeviceKey::load_or_create(&profile, &file))
+            .await
+            .map_err(|e| err(IpcErrorCode::Internal, e.to_string()))?
+            .map_err(|e| err(IpcErrorCode::Storage, format!("the device key: {e}")))
+    }
+
+    /// The setting that remembers this profile has an account on our server (so a profile
+    /// that never made one does not touch the keychain at every start).
+    fn account_setting(&self) -> String {
+        format!("account:{}", self.opts.server_url)
+    }
+
+    /// Signs this device in, if it has an account on the server. Quietly stays signed out
+    /// when it has none (or the server cannot say).
+    async fn sign_in(&self) {
+        let registered = lock(&self.store)
+            .get_setting(&self.account_setting())
+            .ok()
+            .flatten()
+            .is_some();
+        if !registered {
+            return;
+        }
+        let key = match self.device_key().await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "no device key; staying signed out");
+                return;
+            }
+        };
+        match key.sign_in(&self.web.http, &self.web.url).await {
+            Ok(session) => {
+                let account = Account {
+                    handle: session.user.handle.clone(),
+                    display_name: session.user.display_name.clone(),
+                };
+                let changed = {
+                    let mut m = lock(&self.model);
+                    let changed = m.account.as_ref().map(|(a, _)| a) != Some(&account);
+                    m.display_name = account.display_name.clone();
+                    m.account = Some((account.clone(), session.token));
+                    changed
+                };
+                if changed {
+                    tracing::info!(handle = %account.handle, "signed in");
+                    self.emit(AppEvent::Account {
+                        account: Some(account),
+                    })
+                    .await;
+                }
+            }
+            Err(crate::identity::AccountCallError::Refused(e)) => {
+                tracing::info!(code = ?e.code, "this device has no account here; signed out");
+                let had = lock(&self.model).account.take().is_some();
+                if had {
+                    self.emit(AppEvent::Account { account: None }).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "signing in"),
+        }
+    }
+
+    /// Scheduled spaces worth showing: our own and those of followed hosts, not yet live,
+    /// soonest first.
+    fn upcoming_view(&self) -> Vec<Upcoming> {
+        let followed: HashSet<String> = lock(&self.store)
+            .followed(&self.opts.server_url)
+            .map(|v| v.into_iter().map(|h| h.host).collect())
+            .unwrap_or_default();
+        let m = lock(&self.model);
+        let me = m.account.as_ref().map(|(a, _)| a.handle.as_str());
+        let mut list: Vec<Upcoming> = m
+            .schedules
+            .iter()
+            .filter(|s| s.state == "scheduled")
+            .filter(|s| !m.live.iter().any(|l| l.id.as_str() == s.id))
+            .filter(|s| {
+                Some(s.host.as_str()) == me
+                    || m.reminders.contains(&s.id)
+                    || followed.contains(&format!("@{}", s.host))
+            })
+            .map(|s| Upcoming {
+                id: s.id.clone(),
+                host: s.host.clone(),
+                title: s.title.clone(),
+                topics: s.topics.clone(),
+                starts_at: s.starts_at,
+                reminded: m.reminders.contains(&s.id),
+                mine: Some(s.host.as_str()) == me,
+            })
+            .collect();
+        list.sort_by_key(|u| (u.starts_at, u.id.clone()));
+        list
+    }
+
+    fn upcoming_of(&self, s: &Scheduled) -> Upcoming {
+        let m = lock(&self.model);
+        let me = m.account.as_ref().map(|(a, _)| a.handle.as_str());
+        Upcoming {
+            id: s.id.clone(),
+            host: s.host.clone(),
+            title: s.title.clone(),
+            topics: s.topics.clone(),
+            starts_at: s.starts_at,
+            reminded: m.reminders.contains(&s.id),
+            mine: Some(s.host.as_str()) == me,
+        }
+    }
+
+    async fn emit_upcoming(&self) {
+        let upcoming = self.upcoming_view();
+        self.emit(AppEvent::Upcoming { upcoming }).await;
+    }
+
+    /// Reads the server's schedule and our reminders again.
+    async fn refresh_schedules(&self) {
+        match self.web.upcoming().await {
+            Ok(list) => lock(&self.model).schedules = list,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the schedule");
+                return;
+            }
+        }
+        if let Some(token) = self.token() {
+            match self.web.reminders(&token).await {
+                Ok(list) => lock(&self.model).reminders = list.into_iter().map(|s| s.id).collect(),
+                Err(e) => tracing::debug!(error = %e, "reading reminders"),
+            }
+        }
+        self.emit_upcoming().await;
+    }
+
+    /// A new directory snapshot: remember it, notify for followed hosts newly live and for
+    /// spaces we asked to be reminded of.
     async fn on_directory(&self, spaces: Vec<SpaceSummary>) {
         let now = unix_now();
         let server = &self.opts.server_url;
-        let ours = lock(&self.model)
-            .current
-            .as_ref()
-            .map(|c| c.space.id.clone());
+        let (ours, before, reminders) = {
+            let m = lock(&self.model);
+            (
+                m.current.as_ref().map(|c| c.space.id.clone()),
+                m.live.iter().map(|s| s.id.clone()).collect::<HashSet<_>>(),
+                m.reminders.clone(),
+            )
+        };
         let mut notify = Vec::new();
         {
             let mut store = lock(&self.store);
-            match store.record_spaces(server, &spaces, now) {
+            match store.record_spaces(server, &keyed(&spaces), now) {
                 Ok(newly) => {
-                    for space in newly {
-                        if Some(&space.id) == ours.as_ref() {
+                    for keyed_space in newly {
+                        if Some(&keyed_space.id) == ours.as_ref() {
                             continue;
                         }
-                        match store.should_notify(server, &space.host, now, NOTIFY_WINDOW_SECS) {
+                        let Some(space) = spaces.iter().find(|s| s.id == keyed_space.id).cloned()
+                        else {
+                            continue;
+                        };
+                        match store.should_notify(
+                            server,
+                            &keyed_space.host,
+                            now,
+                            NOTIFY_WINDOW_SECS,
+                        ) {
                             Ok(true) => notify.push(space),
                             Ok(false) => {}
                             Err(e) => tracing::warn!(error = %e, "notification bookkeeping"),
@@ -475,12 +997,23 @@ impl Inner {
                 Err(e) => tracing::warn!(error = %e, "recording the directory"),
             }
         }
+        // A reminded space that just went live, unless a follow already announces it.
+        let reminded: Vec<SpaceSummary> = spaces
+            .iter()
+            .filter(|s| reminders.contains(s.id.as_str()) && !before.contains(&s.id))
+            .filter(|s| Some(&s.id) != ours.as_ref() && !notify.iter().any(|n| n.id == s.id))
+            .cloned()
+            .collect();
         lock(&self.model).live = spaces.clone();
         self.emit(AppEvent::Directory { live: spaces }).await;
         let followed = self.followed_view();
         self.emit(AppEvent::Followed { followed }).await;
+        self.emit_upcoming().await;
         for space in notify {
             self.emit(AppEvent::FollowedLive { space }).await;
+        }
+        for space in reminded {
+            self.emit(AppEvent::Reminder { space }).await;
         }
     }
 
@@ -540,6 +1073,13 @@ impl Inner {
                 }
             }
             Event::Slot { slot, speaker } => {
+                {
+                    let mut m = lock(&self.model);
+                    match speaker {
+                        Some(p) => m.slots.insert(slot, p),
+                        None => m.slots.remove(&slot),
+                    };
+                }
                 let slot = u8::try_from(slot).unwrap_or(u8::MAX);
                 self.emit(AppEvent::Speaking { slot, speaker }).await;
             }
@@ -568,26 +1108,83 @@ impl Inner {
                 }
             }
             Event::ServerError { code, message } => {
-                tracing::warn!(?code, %message, "server error");
+                tracing::info!(?code, %message, "the server refused");
+                self.emit(AppEvent::Refused { code, message }).await;
             }
+            Event::Stage(msg) => self.on_stage(msg).await,
             _ => {}
         }
     }
 
-    /// Opens the speaker (and the microphone for a speaker) for the current space.
-    async fn start_space_audio(self: &Arc<Self>, speaks: bool) {
+    /// A stage message: update the space, then do what it asks of us.
+    async fn on_stage(self: &Arc<Self>, msg: confab_proto::ServerMsg) {
+        let (effect, current) = {
+            let mut m = lock(&self.model);
+            let blocked = m.blocked.clone();
+            let Some(cur) = m.current.as_mut() else {
+                return;
+            };
+            let effect = stage::apply(cur, msg, &blocked);
+            if matches!(effect, Effect::Removed { .. }) {
+                m.current = None;
+            }
+            (effect, m.current.clone())
+        };
+        match effect {
+            Effect::Unhandled => return,
+            Effect::None => {}
+            Effect::Me { speaks, muted } => {
+                self.muted.store(muted, Ordering::Relaxed);
+                let on_mic = lock(&lock(&self.audio).mic).is_some();
+                if speaks && !on_mic {
+                    let inner = Arc::clone(self);
+                    tokio::spawn(async move { inner.start_mic().await });
+                } else if !speaks && on_mic {
+                    *lock(&lock(&self.audio).mic) = None;
+                    self.release_capture_if_idle().await;
+                }
+            }
+            Effect::Reaction { participant, emoji } => {
+                self.emit(AppEvent::Reaction { participant, emoji }).await;
+                return;
+            }
+            Effect::Removed { blocked } => {
+                self.emit(AppEvent::Removed { blocked }).await;
+                self.emit(AppEvent::Current { current: None }).await;
+                self.stop_space_audio().await;
+                let client = lock(&self.client).clone();
+                if let Some(client) = client {
+                    let _ = client.drop_media().await;
+                }
+                return;
+            }
+        }
+        self.emit(AppEvent::Current { current }).await;
+    }
+
+    /// Puts us on the mic: the connection's microphone track and the device.
+    async fn start_mic(self: &Arc<Self>) {
         let client = lock(&self.client).clone();
-        if speaks && let Some(client) = client {
+        if let Some(client) = client {
             match client.mic().await {
                 Ok(mic) => *lock(&lock(&self.audio).mic) = Some(mic),
                 Err(e) => tracing::warn!(error = %e, "no microphone track"),
             }
         }
+        if self.opts.audio
+            && let Err(e) = self.ensure_capture().await
+        {
+            tracing::warn!(error = %e, "opening the microphone");
+        }
+    }
+
+    /// Opens the speaker (and the microphone for a speaker) for the current space.
+    async fn start_space_audio(self: &Arc<Self>, speaks: bool) {
+        if speaks {
+            self.start_mic().await;
+        }
         if !self.opts.audio {
             return;
-        }
-        if speaks && let Err(e) = self.ensure_capture().await {
-            tracing::warn!(error = %e, "opening the microphone");
         }
         let output = lock(&self.store).output_device().ok().flatten();
         match tokio::task::spawn_blocking(move || Playback::start(output.as_deref())).await {
@@ -640,6 +1237,7 @@ impl Inner {
             Arc::clone(&audio.mic),
             Arc::clone(&self.muted),
             Arc::clone(&self.meter),
+            Arc::clone(&self.my_level),
             self.events.clone(),
         ));
         audio.capture = Some(capture);
@@ -673,6 +1271,7 @@ async fn capture_loop(
     mic: Arc<Mutex<Option<Mic>>>,
     muted: Arc<AtomicBool>,
     meter: Arc<AtomicBool>,
+    my_level: Arc<AtomicU32>,
     events: mpsc::Sender<AppEvent>,
 ) {
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
@@ -687,8 +1286,9 @@ async fn capture_loop(
             peak = peak.max(s.abs());
             counted += 1;
             if counted >= level_every {
+                let rms = (sum_sq / counted as f64).sqrt() as f32;
+                my_level.store(rms.to_bits(), Ordering::Relaxed);
                 if meter.load(Ordering::Relaxed) {
-                    let rms = (sum_sq / counted as f64).sqrt() as f32;
                     let _ = events.try_send(AppEvent::InputLevel { rms, peak });
                 }
                 (sum_sq, peak, counted) = (0.0, 0.0, 0);
@@ -719,8 +1319,18 @@ async fn supervise(inner: Arc<Inner>) {
         if *stop.borrow() {
             return;
         }
-        let name = lock(&inner.model).display_name.clone();
-        let config = ClientConfig::new(inner.opts.server_url.clone(), name);
+        inner.sign_in().await;
+        let (name, token) = {
+            let m = lock(&inner.model);
+            (
+                m.display_name.clone(),
+                m.account.as_ref().map(|(_, t)| t.clone()),
+            )
+        };
+        let mut config = ClientConfig::new(inner.opts.server_url.clone(), name);
+        if let Some(token) = token {
+            config = config.with_token(token);
+        }
         match Client::connect(config).await {
             Ok((client, streams)) => {
                 backoff = Duration::from_millis(250);
@@ -773,9 +1383,78 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
-/// Moves one connection's events and audio until it closes; returns why.
+/// Reads the server's schedule and our reminders once a minute (and at once).
+async fn refresh_schedules(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => inner.refresh_schedules().await,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often the speaking rings get levels.
+const LEVEL_EVERY: Duration = Duration::from_millis(100);
+
+/// Per-slot loudness over the last [`LEVEL_EVERY`].
+#[derive(Default)]
+struct SlotLevels {
+    sum_sq: HashMap<usize, (f64, usize)>,
+    /// Whether the last report had anyone audible (so one all-quiet report follows).
+    audible: bool,
+}
+
+impl SlotLevels {
+    fn add(&mut self, slot: usize, samples: &[f32]) {
+        let e = self.sum_sq.entry(slot).or_default();
+        e.0 += samples
+            .iter()
+            .map(|&s| f64::from(s) * f64::from(s))
+            .sum::<f64>();
+        e.1 += samples.len();
+    }
+
+    /// The levels to report now, or `None` when all is as quiet as last time.
+    fn take(
+        &mut self,
+        slots: &HashMap<usize, ParticipantId>,
+        me: Option<(ParticipantId, f32)>,
+    ) -> Option<Vec<SpeakerLevel>> {
+        let mut levels: Vec<SpeakerLevel> = self
+            .sum_sq
+            .drain()
+            .filter_map(|(slot, (sum, n))| {
+                let participant = *slots.get(&slot)?;
+                let rms = if n == 0 {
+                    0.0
+                } else {
+                    (sum / n as f64).sqrt() as f32
+                };
+                Some(SpeakerLevel { participant, rms })
+            })
+            .collect();
+        if let Some((participant, rms)) = me {
+            levels.push(SpeakerLevel { participant, rms });
+        }
+        let audible = levels.iter().any(|l| l.rms >= 0.01);
+        if !audible && !self.audible {
+            return None;
+        }
+        self.audible = audible;
+        levels.sort_by_key(|l| l.participant);
+        Some(levels)
+    }
+}
+
+/// Moves one connection's events and audio until it closes; returns why. Audio of accounts
+/// we blocked is dropped here, before the speaker.
 async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
     let speaker = Arc::clone(&lock(&inner.audio).speaker);
+    let mut levels = SlotLevels::default();
+    let mut ticker = tokio::time::interval(LEVEL_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             ev = streams.events.recv() => match ev {
@@ -784,8 +1463,29 @@ async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
                 Some(ev) => inner.on_event(ev).await,
             },
             Some(frame) = streams.audio.recv() => {
+                if inner.slot_blocked(frame.slot) {
+                    continue;
+                }
+                levels.add(frame.slot, &frame.samples);
                 if let Some(feed) = lock(&speaker).as_mut() {
                     feed.push(&frame.samples);
+                }
+            }
+            _ = ticker.tick() => {
+                let (slots, me) = {
+                    let m = lock(&inner.model);
+                    let me = m.current.as_ref().filter(|c| c.role.speaks()).map(|c| {
+                        let rms = if inner.muted.load(Ordering::Relaxed) {
+                            0.0
+                        } else {
+                            f32::from_bits(inner.my_level.load(Ordering::Relaxed))
+                        };
+                        (c.you, rms)
+                    });
+                    (m.slots.clone(), me)
+                };
+                if let Some(levels) = levels.take(&slots, me) {
+                    let _ = inner.events.try_send(AppEvent::Levels { levels });
                 }
             }
         }

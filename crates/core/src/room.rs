@@ -217,6 +217,11 @@ impl Room {
         &self.host_name
     }
 
+    /// The host's account, when the host signed in.
+    pub fn host_user(&self) -> Option<&UserId> {
+        self.host_user.as_ref()
+    }
+
     pub fn config(&self) -> &RoomConfig {
         &self.config
     }

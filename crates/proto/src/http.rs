@@ -10,10 +10,18 @@ use crate::{ErrorCode, SpaceId, SpaceState};
 pub struct SpaceSummary {
     pub id: SpaceId,
     pub title: String,
+    /// The host's display name.
     pub host: String,
     #[serde(default)]
     pub topics: Vec<String>,
     pub listeners: u32,
+    /// The host's account handle, when the host is signed in (what a follow is keyed by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_handle: Option<String>,
+    /// The names of everyone on the mic besides the host, in listing order.
+    // `default` last: optional in the generated TypeScript too, as on the wire.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub speakers: Vec<String>,
 }
 
 /// One space, live or not.

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    EndReason, ErrorCode, ParticipantId, ParticipantInfo, Role, SpaceId, SpaceInfo, SpaceSummary,
+    ChatId, ChatMessage, EndReason, ErrorCode, ParticipantId, ParticipantInfo, Role, SpaceId,
+    SpaceInfo, SpaceSummary,
 };
 
 /// Everything the UI needs to draw itself from scratch (on start or after a reload).
@@ -24,12 +25,46 @@ pub struct AppState {
     /// Whether signaling is connected right now.
     pub connected: bool,
     pub display_name: String,
+    /// The account this instance is signed in with on the server, if any.
+    pub account: Option<Account>,
     /// Live spaces, busiest first.
     pub live: Vec<SpaceSummary>,
     /// Followed hosts with what is known of them, even offline.
     pub followed: Vec<FollowedHost>,
+    /// Scheduled spaces of followed hosts and of this account, soonest first.
+    pub upcoming: Vec<Upcoming>,
+    /// Accounts this user blocked for themself: their audio, reactions and chat are hidden.
+    pub blocked: Vec<String>,
     /// The space this instance is in, if any.
     pub current: Option<CurrentSpace>,
+}
+
+/// The signed-in account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub handle: String,
+    pub display_name: String,
+}
+
+/// A scheduled space as Home lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct Upcoming {
+    /// The schedule's id, which the live space takes when its host starts it.
+    pub id: String,
+    /// The host's handle.
+    pub host: String,
+    pub title: String,
+    pub topics: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub starts_at: i64,
+    /// Whether this account asked to be reminded when it starts.
+    pub reminded: bool,
+    /// Whether this account hosts it (and so may start or cancel it).
+    pub mine: bool,
 }
 
 /// A followed host as the UI shows it.
@@ -37,6 +72,7 @@ pub struct AppState {
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct FollowedHost {
+    /// The host as followed: `@handle` for a host with an account, else a display name.
     pub host: String,
     /// The host's live space right now, if any.
     pub live_space: Option<SpaceSummary>,
@@ -52,12 +88,22 @@ pub struct FollowedHost {
 #[serde(rename_all = "camelCase")]
 pub struct CurrentSpace {
     pub space: SpaceInfo,
+    /// This instance's participant in the space.
+    pub you: ParticipantId,
     pub role: Role,
     /// Whether our microphone is muted (only meaningful for a speaker).
     pub muted: bool,
     /// Whether media (audio) is connected.
     pub media_connected: bool,
+    /// Who invited us up to speak, while the invitation stands.
+    pub invited_by: Option<ParticipantId>,
+    /// The chat so far (the most recent [`CHAT_KEPT`] messages), oldest first, without the
+    /// messages of accounts we blocked.
+    pub chat: Vec<ChatMessage>,
 }
+
+/// How many chat messages of the current space the app keeps.
+pub const CHAT_KEPT: usize = 200;
 
 /// Something the UI should redraw or show. Sent as the Tauri event `app-event`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +140,98 @@ pub enum AppEvent {
         slot: u8,
         speaker: Option<ParticipantId>,
     },
+    /// How loud each speaker we hear is, about 10 times a second while someone is heard
+    /// (0 ..= 1, RMS of the last tenth of a second); drives the speaking rings.
+    Levels { levels: Vec<SpeakerLevel> },
+    /// Someone in our space reacted.
+    Reaction {
+        participant: ParticipantId,
+        emoji: String,
+    },
+    /// The server refused something we asked of the stage (raise a hand, mute someone...).
+    Refused { code: ErrorCode, message: String },
+    /// We were removed from the space (and blocked from the host's spaces if `blocked`).
+    Removed { blocked: bool },
+    /// The account changed (signed in, created, or signed out).
+    Account { account: Option<Account> },
+    /// The upcoming spaces or our reminders changed.
+    Upcoming { upcoming: Vec<Upcoming> },
+    /// Our personal block list changed.
+    Blocked { blocked: Vec<String> },
+    /// A space we asked to be reminded of started: the shell shows a system notification.
+    Reminder { space: SpaceSummary },
+}
+
+/// One speaker's level in [`AppEvent::Levels`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct SpeakerLevel {
+    pub participant: ParticipantId,
+    pub rms: f32,
+}
+
+/// Something a participant asks of the stage. The server decides whether the role allows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum StageAction {
+    RaiseHand,
+    LowerHand,
+    ApproveHand { participant: ParticipantId },
+    DismissHand { participant: ParticipantId },
+    Invite { participant: ParticipantId },
+    AcceptInvite,
+    DeclineInvite,
+    StepDown,
+    Mute { participant: ParticipantId },
+    MuteAll,
+    Remove { participant: ParticipantId },
+    Block { participant: ParticipantId },
+    MakeCohost { participant: ParticipantId },
+    UnmakeCohost { participant: ParticipantId },
+    Pin { link: Option<String> },
+    React { emoji: String },
+    Chat { text: String },
+    DeleteChat { id: ChatId },
+}
+
+impl StageAction {
+    /// The signaling message that asks for it.
+    pub fn to_msg(&self) -> crate::ClientMsg {
+        use crate::ClientMsg as M;
+        match self.clone() {
+            StageAction::RaiseHand => M::RaiseHand,
+            StageAction::LowerHand => M::LowerHand,
+            StageAction::ApproveHand { participant } => M::ApproveHand { participant },
+            StageAction::DismissHand { participant } => M::DismissHand { participant },
+            StageAction::Invite { participant } => M::Invite { participant },
+            StageAction::AcceptInvite => M::AcceptInvite,
+            StageAction::DeclineInvite => M::DeclineInvite,
+            StageAction::StepDown => M::StepDown,
+            StageAction::Mute { participant } => M::Mute { participant },
+            StageAction::MuteAll => M::MuteAll,
+            StageAction::Remove { participant } => M::Remove { participant },
+            StageAction::Block { participant } => M::Block { participant },
+            StageAction::MakeCohost { participant } => M::MakeCohost { participant },
+            StageAction::UnmakeCohost { participant } => M::UnmakeCohost { participant },
+            StageAction::Pin { link } => M::Pin { link },
+            StageAction::React { emoji } => M::React { emoji },
+            StageAction::Chat { text } => M::Chat { text },
+            StageAction::DeleteChat { id } => M::DeleteChat { id },
+        }
+    }
+}
+
+/// What a report is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub enum ReportKind {
+    /// A user, by handle.
+    User,
+    /// A space, by id.
+    Space,
 }
 
 /// User settings, as the settings page edits them.

@@ -608,6 +608,8 @@ mod tests {
                     host: "ada".into(),
                     topics: vec!["rust".into()],
                     listeners: 3,
+                    host_handle: Some("ada".into()),
+                    speakers: vec!["Bob".into()],
                 }],
             },
             ServerMsg::Error {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use confab_core::{MediaChange, Output, Room};
 use confab_proto::{
-    EndReason, ErrorCode, ParticipantId, ServerMsg, SpaceId, SpaceInfo, SpaceSummary, UserId,
+    EndReason, ErrorCode, ParticipantId, Role, ServerMsg, SpaceId, SpaceInfo, SpaceSummary, UserId,
 };
 use confab_rtc::{LocalAudio, RECV_SLOTS, RemoteAudio};
 use tokio::sync::{mpsc, oneshot};
@@ -360,6 +360,13 @@ impl RoomActor {
                 host: self.room.host_name().to_owned(),
                 topics: self.topics.clone(),
                 listeners: self.room.listener_count(),
+                host_handle: self.room.host_user().map(|u| u.as_str().to_owned()),
+                speakers: self
+                    .room
+                    .stage()
+                    .filter(|p| p.role != Role::Host)
+                    .map(|p| p.name.clone())
+                    .collect(),
             };
             let mut dir = lock(&self.shared.directory);
             if dir.get(&id) == Some(&summary) {

@@ -333,6 +333,9 @@ impl Conn {
                 format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"),
             )];
         }
+        // A signed-in connection goes by its account's display name, whatever it says: a
+        // name next to an account is the one that account chose.
+        let mut name = name.to_owned();
         if let Some(token) = token {
             let shared = Arc::clone(&self.shared);
             let now = crate::unix_now();
@@ -341,14 +344,17 @@ impl Conn {
                     .await;
             match user {
                 Ok(Ok(user)) => match UserId::new(&user.handle) {
-                    Ok(id) => self.user = Some(id),
+                    Ok(id) => {
+                        self.user = Some(id);
+                        name = user.display_name;
+                    }
                     Err(e) => return vec![error(ErrorCode::Internal, e.to_string())],
                 },
                 Ok(Err(e)) => return vec![error(e.code(), e.to_string())],
                 Err(e) => return vec![error(ErrorCode::Internal, e.to_string())],
             }
         }
-        match clean("name", name, MAX_NAME_CHARS) {
+        match clean("name", &name, MAX_NAME_CHARS) {
             Ok(name) => {
                 self.name = Some(name);
                 vec![ServerMsg::Welcome {

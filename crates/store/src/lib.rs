@@ -1,4 +1,4 @@
-//! The Confab desktop app's local cache: the hosts you follow, the spaces of theirs the app has
+//! The Confab desktop app's local cache: the hosts you follow, the accounts you blocked, the spaces of theirs the app has
 //! seen (so the list still shows them when they are offline), notification dedupe, and settings.
 //!
 //! Contract: one SQLite file per profile (see [`default_path`]), opened in WAL mode and migrated
@@ -19,6 +19,7 @@
 //! A [`Store`] owns one connection: it is `Send` but not `Sync`, so share it behind a mutex.
 //! Methods that write take `&mut self`, and each runs in one transaction.
 
+mod blocks;
 mod error;
 mod follows;
 mod notifications;

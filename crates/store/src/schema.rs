@@ -11,7 +11,8 @@ use crate::StoreError;
 
 /// Migrations, in order. Tables are `STRICT` so a value of the wrong type cannot be written by
 /// any client that respects the schema; readers still skip rows they cannot read (crate docs).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE follows (
         server TEXT NOT NULL,
         host TEXT NOT NULL,
@@ -45,7 +46,16 @@ const MIGRATIONS: &[&str] = &["
         key TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL
     ) STRICT;
-"];
+",
+    "
+    CREATE TABLE blocked (
+        server TEXT NOT NULL,
+        handle TEXT NOT NULL,
+        blocked_at INTEGER NOT NULL,
+        PRIMARY KEY (server, handle)
+    ) STRICT;
+",
+];
 
 /// The schema version this build writes and the highest it opens.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -111,7 +121,35 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["follows", "notified", "settings", "spaces"]);
+        assert_eq!(
+            tables,
+            ["blocked", "follows", "notified", "settings", "spaces"]
+        );
+    }
+
+    #[test]
+    fn a_version_1_file_gains_the_block_list_and_keeps_its_follows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO follows (server, host, followed_at) VALUES ('s', 'ada', 5)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let follows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM follows WHERE host = 'ada'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(follows, 1);
+        conn.execute(
+            "INSERT INTO blocked (server, handle, blocked_at) VALUES ('s', 'bob', 6)",
+            [],
+        )
+        .unwrap();
     }
 
     #[test]

@@ -230,3 +230,288 @@ async fn settings_are_checked_and_kept() {
     );
     again.shutdown().await;
 }
+
+/// A device key file for `profile` (the test must not touch the developer's own keychain).
+fn key_for(profile: &str, dir: &Path, seed: u8) {
+    use std::io::Write as _;
+    let file = confab_client::identity::key_file(&dir.join(profile));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let mut f = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(f.write(true).create_new(true), 0o600);
+    f.open(&file).unwrap().write_all(&[seed; 32]).unwrap();
+}
+
+fn current_where(ev: &AppEvent, want: impl Fn(&confab_proto::ipc::CurrentSpace) -> bool) -> bool {
+    matches!(ev, AppEvent::Current { current: Some(c) } if want(c))
+}
+
+/// The stage as the desktop app drives it: accounts made from the app, a schedule and its
+/// reminder, a raised hand approved, reactions, chat and its moderation, a personal block and
+/// a removal. Each refusal leaves the space as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stage_from_the_app_hands_reactions_chat_blocks_and_reminders() {
+    use confab_proto::ipc::{ReportKind, StageAction};
+    use confab_proto::{ErrorCode, UserId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        ServerConfig::new(dir.path().join("server")).with_listen("127.0.0.1:0".parse().unwrap());
+    let server = confab_server::start(config).await.unwrap();
+    let url = server.url();
+    key_for("ada", dir.path(), 1);
+    key_for("bob", dir.path(), 2);
+    let (ada, mut ada_ev) = App::start(options("ada", dir.path(), &url)).await.unwrap();
+    let (bob, mut bob_ev) = App::start(options("bob", dir.path(), &url)).await.unwrap();
+    let (cy, mut cy_ev) = App::start(options("cy", dir.path(), &url)).await.unwrap();
+    for rx in [&mut ada_ev, &mut bob_ev, &mut cy_ev] {
+        until(rx, 10, "connection", connected).await;
+    }
+
+    // Accounts, made from the app; the connection comes back signed in.
+    assert!(ada.state().await.account.is_none());
+    let account = ada
+        .create_account("Ada_L".into(), "Ada Lovelace".into())
+        .await
+        .unwrap();
+    assert_eq!(account.handle, "ada_l");
+    bob.create_account("bob".into(), "Bob".into())
+        .await
+        .unwrap();
+    for rx in [&mut ada_ev, &mut bob_ev] {
+        until(rx, 10, "reconnected", connected).await;
+    }
+    assert_eq!(ada.state().await.display_name, "Ada Lovelace");
+    let taken = cy
+        .create_account("bob".into(), "Not Bob".into())
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code, IpcErrorCode::Server(ErrorCode::NotAllowed));
+    assert!(cy.state().await.account.is_none());
+    // Signed out, cy cannot ask for a reminder or report.
+    assert_eq!(
+        cy.set_reminder("abcdefgh2345".into(), true)
+            .await
+            .unwrap_err()
+            .code,
+        IpcErrorCode::Server(ErrorCode::SignInRequired)
+    );
+
+    // Ada schedules a space; Bob asks to be reminded and sees it upcoming.
+    let starts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3600;
+    let up = ada
+        .schedule_space("Launch party".into(), vec!["space".into()], starts)
+        .await
+        .unwrap();
+    assert!(up.mine);
+    bob.set_reminder(up.id.clone(), true).await.unwrap();
+    let listed = bob.state().await.upcoming;
+    assert!(
+        listed
+            .iter()
+            .any(|u| u.id == up.id && u.reminded && !u.mine),
+        "{listed:?}"
+    );
+
+    // Ada starts it: Bob is reminded (a notification), everyone joins.
+    let hosted = ada.start_scheduled(up.id.clone()).await.unwrap();
+    assert_eq!(hosted.space.id.as_str(), up.id);
+    until(&mut bob_ev, 10, "the reminder", |e| {
+        matches!(e, AppEvent::Reminder { space } if space.id.as_str() == up.id && space.host_handle.as_deref() == Some("ada_l"))
+    })
+    .await;
+    assert!(
+        bob.state().await.upcoming.is_empty(),
+        "live now, not upcoming"
+    );
+    let sid = hosted.space.id.clone();
+    let bob_in = bob.join_space(sid.clone()).await.unwrap();
+    let cy_in = cy.join_space(sid.clone()).await.unwrap();
+    let (bob_id, cy_id) = (bob_in.you, cy_in.you);
+    assert_eq!(
+        bob_in
+            .space
+            .participants
+            .iter()
+            .find(|p| p.id == bob_id)
+            .and_then(|p| p.user.clone()),
+        Some(UserId::new("bob").unwrap())
+    );
+    // Follow by handle: the host's account, not its display name.
+    cy.follow("@ada_l".into()).await.unwrap();
+    let followed = cy.state().await.followed;
+    assert_eq!(
+        followed[0].live_space.as_ref().map(|s| &s.id),
+        Some(&sid),
+        "{followed:?}"
+    );
+
+    // Signed out, cy may listen but not raise a hand: refused, nothing changes.
+    cy.stage(StageAction::RaiseHand).await.unwrap();
+    until(&mut cy_ev, 10, "the refusal", |e| {
+        matches!(
+            e,
+            AppEvent::Refused {
+                code: ErrorCode::SignInRequired,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(ada.state().await.current.unwrap().space.hands.is_empty());
+
+    // Bob raises his hand; Ada sees it and approves; Bob comes up muted and unmutes.
+    bob.stage(StageAction::RaiseHand).await.unwrap();
+    until(&mut ada_ev, 10, "Bob's hand", |e| {
+        current_where(e, |c| c.space.hands == [bob_id])
+    })
+    .await;
+    // A listener may not approve anyone, not even themself.
+    bob.stage(StageAction::ApproveHand {
+        participant: bob_id,
+    })
+    .await
+    .unwrap();
+    until(&mut bob_ev, 10, "the refusal", |e| {
+        matches!(
+            e,
+            AppEvent::Refused {
+                code: ErrorCode::NotAllowed,
+                ..
+            }
+        )
+    })
+    .await;
+    ada.stage(StageAction::ApproveHand {
+        participant: bob_id,
+    })
+    .await
+    .unwrap();
+    until(&mut bob_ev, 10, "Bob on stage", |e| {
+        current_where(e, |c| c.role == Role::Speaker && c.muted)
+    })
+    .await;
+    bob.set_muted(false).await.unwrap();
+    until(&mut cy_ev, 10, "Bob unmuted, as cy sees it", |e| {
+        current_where(e, |c| {
+            c.space
+                .participants
+                .iter()
+                .any(|p| p.id == bob_id && p.role == Role::Speaker && !p.muted)
+        })
+    })
+    .await;
+
+    // A reaction reaches everyone; chat too; the host deletes a message.
+    bob.stage(StageAction::React {
+        emoji: "👏".into()
+    })
+    .await
+    .unwrap();
+    for rx in [&mut ada_ev, &mut cy_ev] {
+        until(rx, 10, "Bob's reaction", |e| {
+            matches!(e, AppEvent::Reaction { participant, emoji } if *participant == bob_id && emoji == "👏")
+        })
+        .await;
+    }
+    bob.stage(StageAction::Chat {
+        text: "hello, stage".into(),
+    })
+    .await
+    .unwrap();
+    until(&mut cy_ev, 10, "the chat", |e| {
+        current_where(e, |c| c.chat.iter().any(|m| m.text == "hello, stage"))
+    })
+    .await;
+    let seen = until(&mut ada_ev, 10, "the chat at Ada", |e| {
+        current_where(e, |c| c.chat.iter().any(|m| m.text == "hello, stage"))
+    })
+    .await;
+    let AppEvent::Current {
+        current: Some(seen),
+    } = seen
+    else {
+        unreachable!()
+    };
+    let msg = seen
+        .chat
+        .into_iter()
+        .find(|m| m.text == "hello, stage")
+        .unwrap();
+    ada.stage(StageAction::DeleteChat { id: msg.id })
+        .await
+        .unwrap();
+    until(&mut cy_ev, 10, "the deletion", |e| {
+        current_where(e, |c| c.chat.is_empty())
+    })
+    .await;
+
+    // Ada blocks Bob for herself: his reactions stop reaching her, not cy.
+    ada.block_user("@Bob".into(), true).await.unwrap();
+    drain(&mut ada_ev, Duration::from_millis(200)).await;
+    bob.stage(StageAction::React {
+        emoji: "❤️".into()
+    })
+    .await
+    .unwrap();
+    until(
+        &mut cy_ev,
+        10,
+        "the second reaction at cy",
+        |e| matches!(e, AppEvent::Reaction { emoji, .. } if emoji == "❤️"),
+    )
+    .await;
+    let at_ada = drain(&mut ada_ev, Duration::from_millis(800)).await;
+    assert!(
+        !at_ada
+            .iter()
+            .any(|e| matches!(e, AppEvent::Reaction { .. })),
+        "a blocked account's reaction reached Ada: {at_ada:?}"
+    );
+    assert_eq!(ada.state().await.blocked, ["bob"]);
+    assert_eq!(
+        ada.block_user("not a handle!".into(), true)
+            .await
+            .unwrap_err()
+            .code,
+        IpcErrorCode::InvalidInput
+    );
+
+    // Bob reports cy's space; the report is filed.
+    assert!(
+        bob.report(ReportKind::Space, sid.to_string(), "testing".into())
+            .await
+            .unwrap()
+            > 0
+    );
+
+    // The host removes cy: cy is told and is out; the others go on.
+    ada.stage(StageAction::Remove { participant: cy_id })
+        .await
+        .unwrap();
+    until(&mut cy_ev, 10, "the removal", |e| {
+        matches!(e, AppEvent::Removed { blocked: false })
+    })
+    .await;
+    assert!(cy.state().await.current.is_none());
+    assert!(bob.state().await.current.is_some());
+
+    for app in [&ada, &bob, &cy] {
+        app.shutdown().await;
+    }
+    // The block list and the account survive a restart.
+    let (ada2, mut ada2_ev) = App::start(options("ada", dir.path(), &url)).await.unwrap();
+    until(
+        &mut ada2_ev,
+        10,
+        "signed in again",
+        |e| matches!(e, AppEvent::Account { account: Some(a) } if a.handle == "ada_l"),
+    )
+    .await;
+    assert_eq!(ada2.state().await.blocked, ["bob"]);
+    ada2.shutdown().await;
+    server.shutdown().await;
+}
