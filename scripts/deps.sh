@@ -14,9 +14,10 @@ build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-
 # app's window and notifications (a scripted one in python3-dbus for the unit test);
 # ImageMagick and xdotool for screenshots; python3-xlib to close a window as a user would;
 # WebKitWebDriver, which tauri-driver drives for the end-to-end test; gnome-keyring, a real
-# Secret Service for the device-key test.
+# Secret Service for the device-key test; an emoji font, so the reactions the UI test clicks and
+# screenshots are drawn (every desktop has one; a bare server does not).
 test_pkgs=(pulseaudio pulseaudio-utils sox xvfb xauth dbus dbus-x11 dunst libnotify-bin imagemagick xdotool
-  python3-dbus python3-gi python3-xlib webkit2gtk-driver gnome-keyring)
+  python3-dbus python3-gi python3-xlib webkit2gtk-driver gnome-keyring fonts-noto-color-emoji)
 pkgs=("${build_pkgs[@]}")
 if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); fi
 

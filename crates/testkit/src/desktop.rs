@@ -160,6 +160,31 @@ impl Desktop {
         desktop
     }
 
+    /// Starts a Secret Service (gnome-keyring) on this desktop's session bus with its login
+    /// keyring created and unlocked, kept in this desktop's directory. Without it the first
+    /// keychain call activates a daemon that asks for a password on a prompt nobody answers.
+    pub fn unlock_keychain(&self) {
+        use std::io::Write as _;
+        let data = self.dir.path().join("data");
+        fs::create_dir_all(&data).expect("the keychain's directory");
+        let mut daemon = Command::new("gnome-keyring-daemon")
+            .args(["--unlock", "--components=secrets"])
+            .env("XDG_DATA_HOME", &data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run gnome-keyring-daemon: {e}; {HINT}"));
+        daemon
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(b"confab-test")
+            .expect("the keyring's password");
+        let status = daemon.wait().expect("gnome-keyring-daemon");
+        assert!(status.success(), "gnome-keyring-daemon --unlock: {status}");
+    }
+
     fn wait_for_dunst(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

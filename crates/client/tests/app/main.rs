@@ -307,6 +307,15 @@ async fn the_stage_from_the_app_hands_reactions_chat_blocks_and_reminders() {
         .await
         .unwrap();
     assert!(up.mine);
+    // Cy follows Ada by handle: her scheduled space shows on cy's Home, no reminder needed.
+    cy.follow("@ada_l".into()).await.unwrap();
+    let on_home = cy.state().await.upcoming;
+    assert!(
+        on_home
+            .iter()
+            .any(|u| u.id == up.id && !u.reminded && !u.mine),
+        "{on_home:?}"
+    );
     bob.set_reminder(up.id.clone(), true).await.unwrap();
     let listed = bob.state().await.upcoming;
     assert!(
@@ -340,8 +349,7 @@ async fn the_stage_from_the_app_hands_reactions_chat_blocks_and_reminders() {
             .and_then(|p| p.user.clone()),
         Some(UserId::new("bob").unwrap())
     );
-    // Follow by handle: the host's account, not its display name.
-    cy.follow("@ada_l".into()).await.unwrap();
+    // Followed by handle: the host's account, not its display name.
     let followed = cy.state().await.followed;
     assert_eq!(
         followed[0].live_space.as_ref().map(|s| &s.id),
