@@ -123,3 +123,87 @@ async fn unknown_and_malformed_space_ids_are_clear_http_errors() {
     assert_eq!(body.code, confab_proto::ErrorCode::InvalidInput);
     server.shutdown().await;
 }
+
+/// A signed-in host's space comes back from a restart as theirs: the directory names their
+/// account, and the accounts they blocked stay out of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_space_keeps_its_hosts_account_and_blocks() {
+    use confab_client::identity::{DeviceKey, key_file};
+    use confab_proto::{ClientMsg, ErrorCode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let grace = Duration::from_secs(20);
+    let server = start(&dir.path().join("server"), grace).await;
+    let url = server.url();
+    let http = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for handle in ["ada", "bob"] {
+        let key = DeviceKey::load_or_create("unused", &key_file(&dir.path().join(handle))).unwrap();
+        tokens.push(
+            key.register(&http, &url, handle, handle)
+                .await
+                .unwrap()
+                .token,
+        );
+    }
+    let (ada, _a) = Client::connect(ClientConfig::new(url.clone(), "ada").with_token(&tokens[0]))
+        .await
+        .unwrap();
+    let space = ada.create("Mine").await.unwrap();
+    let (bob, mut bob_streams) =
+        Client::connect(ClientConfig::new(url.clone(), "bob").with_token(&tokens[1]))
+            .await
+            .unwrap();
+    let bob_in = bob.join(&space.space.id).await.unwrap();
+    let bob_id = bob_in
+        .space
+        .participants
+        .iter()
+        .find(|p| p.name == "bob")
+        .unwrap()
+        .id;
+    ada.stage(ClientMsg::Block {
+        participant: bob_id,
+    })
+    .await
+    .unwrap();
+    // Bob is told he was removed and blocked.
+    let removed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(confab_client::Event::Stage(confab_proto::ServerMsg::Removed {
+                blocked,
+                ..
+            })) = bob_streams.events.recv().await
+            {
+                return blocked;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(removed);
+    bob.close().await;
+    server.shutdown().await;
+
+    let server = start(&dir.path().join("server"), grace).await;
+    let url = server.url();
+    let listed: Vec<SpaceSummary> = reqwest::get(format!("{url}/api/spaces"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].host_handle.as_deref(), Some("ada"), "{listed:?}");
+    // Bob signs in again and tries the restored space: still blocked.
+    let (bob, _b) = Client::connect(ClientConfig::new(url.clone(), "bob").with_token(&tokens[1]))
+        .await
+        .unwrap();
+    match bob.join(&space.space.id).await {
+        Err(confab_client::ClientError::Server { code, .. }) => {
+            assert_eq!(code, ErrorCode::Blocked)
+        }
+        other => panic!("a blocked account joined a restored space: {other:?}"),
+    }
+    server.shutdown().await;
+}

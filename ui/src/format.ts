@@ -7,6 +7,7 @@ export const MAX_TITLE_CHARS = 120;
 export const MAX_TOPICS = 3;
 export const MAX_TOPIC_CHARS = 32;
 export const MAX_CHAT_CHARS = 500;
+export const MAX_LINK_CHARS = 512;
 /** The reactions a space offers (crates/proto `REACTIONS`; the server refuses others). */
 export const REACTIONS = ["💯", "😂", "👏", "❤️", "🙌", "👋"] as const;
 /** A handle as the server takes it: 3 to 20 of letters, digits and _, starting with a letter

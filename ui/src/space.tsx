@@ -6,7 +6,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Act } from "./app";
 import type { AppState, ChatMessage, CurrentSpace, ParticipantId, ParticipantInfo, Role, StageAction } from "./bindings";
-import { listeners, ordered, REACTIONS, MAX_CHAT_CHARS } from "./format";
+import { listeners, MAX_CHAT_CHARS, MAX_LINK_CHARS, ordered, REACTIONS } from "./format";
 import { api } from "./ipc";
 import { type Reaction, SPEAKING_LEVEL } from "./state";
 import { Avatar, Icon, LiveBadge, Topics } from "./ui";
@@ -97,8 +97,19 @@ export function SpaceView({ app, current, speaking, levels, reactions, act }: Pr
         {space.pinned != null && (
           <p class="pinned">
             <span class="tag">Pinned</span> <span class="pinned-link">{space.pinned}</span>
+            {moderates(role) && (
+              <button type="button" class="ghost small" onClick={() => stageAct({ type: "pin", link: null })}>
+                Unpin
+              </button>
+            )}
           </p>
         )}
+        <div class="head-tools">
+          {moderates(role) && <PinForm stageAct={stageAct} />}
+          {!isHost && app.account !== null && (
+            <ReportButton label="Report space" what={space.title} onSend={(reason) => act(() => api.report("space", space.id, reason))} />
+          )}
+        </div>
       </header>
 
       {inviter !== undefined && (
@@ -206,6 +217,83 @@ export function SpaceView({ app, current, speaking, levels, reactions, act }: Pr
         )}
       </footer>
     </section>
+  );
+}
+
+function PinForm({ stageAct }: { stageAct: (a: StageAction) => Promise<boolean> }) {
+  const [open, setOpen] = useState(false);
+  const [link, setLink] = useState("");
+  if (!open) {
+    return (
+      <button type="button" class="ghost small" onClick={() => setOpen(true)}>
+        Pin a link
+      </button>
+    );
+  }
+  return (
+    <form
+      class="inline-form"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        if (await stageAct({ type: "pin", link: link.trim() })) {
+          setOpen(false);
+          setLink("");
+        }
+      }}
+    >
+      <input
+        type="url"
+        value={link}
+        maxLength={MAX_LINK_CHARS}
+        placeholder="https://…"
+        aria-label="Link to pin"
+        onInput={(e) => setLink(e.currentTarget.value)}
+      />
+      <button type="submit" class="secondary small" disabled={link.trim() === ""}>
+        Pin
+      </button>
+      <button type="button" class="ghost small" onClick={() => setOpen(false)}>
+        Cancel
+      </button>
+    </form>
+  );
+}
+
+/** A report to the server's operator, with a reason. */
+function ReportButton({ label, what, onSend }: { label: string; what: string; onSend: (reason: string) => Promise<boolean> }) {
+  const [open, setOpen] = useState(false);
+  const [reason, setReason] = useState("");
+  const [sent, setSent] = useState(false);
+  if (sent) return <span class="muted small-note">Reported. Thank you.</span>;
+  if (!open) {
+    return (
+      <button type="button" class="ghost small" onClick={() => setOpen(true)}>
+        {label}
+      </button>
+    );
+  }
+  return (
+    <form
+      class="inline-form"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        if (await onSend(reason.trim())) setSent(true);
+      }}
+    >
+      <input
+        value={reason}
+        maxLength={1000}
+        placeholder={`What is wrong with “${what}”?`}
+        aria-label="Why report it"
+        onInput={(e) => setReason(e.currentTarget.value)}
+      />
+      <button type="submit" class="danger small" disabled={reason.trim() === ""}>
+        Send report
+      </button>
+      <button type="button" class="ghost small" onClick={() => setOpen(false)}>
+        Cancel
+      </button>
+    </form>
   );
 }
 

@@ -18,6 +18,8 @@ pub struct SpaceRecord {
     pub host_name: String,
     pub topics: Vec<String>,
     pub host_token: String,
+    /// The host's account handle, when the host was signed in.
+    pub host_user: Option<String>,
     pub state: SpaceState,
     pub created_at: i64,
     pub ended_at: Option<i64>,
@@ -96,6 +98,9 @@ const MIGRATIONS: &[&str] = &[
         user TEXT NOT NULL,
         PRIMARY KEY (schedule, user)
     );",
+    // The host's account, so a space restored after a restart keeps its host's identity (and
+    // so the host's blocks).
+    "ALTER TABLE spaces ADD COLUMN host_user TEXT;",
 ];
 
 impl Db {
@@ -147,12 +152,13 @@ impl Db {
         topics: &[String],
         host_name: &str,
         host_token: &str,
+        host_user: Option<&str>,
     ) -> anyhow::Result<SpaceRecord> {
         let created_at = crate::unix_now();
         let topics_json = serde_json::to_string(topics)?;
         self.conn()?.execute(
-            "INSERT INTO spaces (id, title, topics, host_name, host_token, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'live', ?6)",
-            params![id.as_str(), title, topics_json, host_name, host_token, created_at],
+            "INSERT INTO spaces (id, title, topics, host_name, host_token, state, created_at, host_user) VALUES (?1, ?2, ?3, ?4, ?5, 'live', ?6, ?7)",
+            params![id.as_str(), title, topics_json, host_name, host_token, created_at, host_user],
         )?;
         Ok(SpaceRecord {
             id: id.clone(),
@@ -160,6 +166,7 @@ impl Db {
             host_name: host_name.to_owned(),
             topics: topics.to_vec(),
             host_token: host_token.to_owned(),
+            host_user: host_user.map(str::to_owned),
             state: SpaceState::Live,
             created_at,
             ended_at: None,
@@ -179,7 +186,7 @@ impl Db {
     pub fn space(&self, id: &SpaceId) -> anyhow::Result<Option<SpaceRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, title, host_name, host_token, state, created_at, ended_at, topics FROM spaces WHERE id = ?1",
+            "SELECT id, title, host_name, host_token, state, created_at, ended_at, topics, host_user FROM spaces WHERE id = ?1",
         )?;
         Ok(stmt
             .query_row([id.as_str()], row_to_record)
@@ -191,7 +198,7 @@ impl Db {
     pub fn live_spaces(&self) -> anyhow::Result<Vec<SpaceRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, title, host_name, host_token, state, created_at, ended_at, topics FROM spaces WHERE state = 'live' ORDER BY created_at",
+            "SELECT id, title, host_name, host_token, state, created_at, ended_at, topics, host_user FROM spaces WHERE state = 'live' ORDER BY created_at",
         )?;
         let rows = stmt.query_map([], row_to_record)?;
         let mut out = Vec::new();
@@ -596,6 +603,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<SpaceRecord
         host_name: row.get(2)?,
         topics,
         host_token: row.get(3)?,
+        host_user: row.get(8)?,
         state,
         created_at: row.get(5)?,
         ended_at: row.get(6)?,
@@ -622,6 +630,7 @@ mod tests {
                 &["rust".to_string()],
                 "ada",
                 "t1",
+                Some("ada"),
             )
             .unwrap();
             db.insert_space(
@@ -630,6 +639,7 @@ mod tests {
                 &["rust".to_string()],
                 "bob",
                 "t2",
+                None,
             )
             .unwrap();
             db.end_space(&id("bbbbbbbbbbbb")).unwrap();
@@ -639,6 +649,7 @@ mod tests {
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].title, "One");
         assert_eq!(live[0].host_token, "t1");
+        assert_eq!(live[0].host_user.as_deref(), Some("ada"));
         assert_eq!(live[0].topics, vec!["rust".to_string()]);
         let two = db.space(&id("bbbbbbbbbbbb")).unwrap().unwrap();
         assert_eq!(two.state, SpaceState::Ended);
@@ -660,6 +671,7 @@ mod tests {
             &["rust".to_string()],
             "ada",
             "t1",
+            None,
         )
         .unwrap();
         assert!(
@@ -668,7 +680,8 @@ mod tests {
                 "Again",
                 &["rust".to_string()],
                 "eve",
-                "t2"
+                "t2",
+                None,
             )
             .is_err()
         );

@@ -123,13 +123,21 @@ pub(crate) fn spawn(
 pub(crate) fn restore_live_spaces(shared: &Arc<Shared>) -> anyhow::Result<()> {
     let now = Instant::now();
     for rec in shared.db.live_spaces()? {
-        let room = Room::restored(
+        let mut room = Room::restored(
             rec.id.clone(),
             rec.title.clone(),
             rec.host_name.clone(),
             shared.config.room,
             now,
         );
+        // The host's account and blocks come back with the room; a handle that no longer
+        // parses (a hand edit) restores the room without them rather than not at all.
+        if let Some(user) = rec.host_user.as_deref().and_then(|u| UserId::new(u).ok()) {
+            let blocked = shared.db.blocked_by(user.as_str())?;
+            room = room
+                .with_host_user(user)
+                .with_blocked(blocked.into_iter().filter_map(|b| UserId::new(b).ok()));
+        }
         tracing::info!(space = %rec.id, "restored live space; waiting for its host");
         let handle = spawn(Arc::clone(shared), room, rec.host_token, rec.topics, None);
         lock(&shared.rooms).insert(rec.id, handle);

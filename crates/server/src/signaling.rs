@@ -407,17 +407,23 @@ impl Conn {
         let id = schedule.clone().unwrap_or_else(random_space_id);
         let token = random_token();
         let shared = Arc::clone(&self.shared);
-        let (db_id, db_title, db_topics, db_name, db_token) = (
+        let (db_id, db_title, db_topics, db_name, db_token, db_user) = (
             id.clone(),
             title.clone(),
             topics.clone(),
             name.to_owned(),
             token.clone(),
+            self.user.clone(),
         );
         let inserted = tokio::task::spawn_blocking(move || {
-            shared
-                .db
-                .insert_space(&db_id, &db_title, &db_topics, &db_name, &db_token)
+            shared.db.insert_space(
+                &db_id,
+                &db_title,
+                &db_topics,
+                &db_name,
+                &db_token,
+                db_user.as_ref().map(UserId::as_str),
+            )
         })
         .await;
         if !matches!(inserted, Ok(Ok(_))) {
