@@ -27,6 +27,7 @@ const COMMANDS: &[&str] = &[
     "start_scheduled",
     "block_user",
     "report",
+    "update_profile",
 ];
 
 fn main() {

@@ -190,3 +190,14 @@ pub async fn report(
 ) -> Result<i64> {
     app.report(kind, target, reason).await
 }
+
+/// Sets our bio and avatar (standard base64 of a PNG or JPEG of at most 64 KiB, or none).
+#[tauri::command]
+#[specta::specta]
+pub async fn update_profile(
+    app: State<'_, App>,
+    bio: String,
+    avatar: Option<String>,
+) -> Result<Account> {
+    app.update_profile(bio, avatar).await
+}

@@ -64,6 +64,7 @@ pub fn ipc<R: Runtime>() -> tauri_specta::Builder<R> {
             start_scheduled,
             block_user,
             report,
+            update_profile,
         ])
         .events(tauri_specta::collect_events![
             AppEventMessage,

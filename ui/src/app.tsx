@@ -158,7 +158,7 @@ function Sidebar({ app, view, setView }: { app: AppState | null; view: View; set
         {app !== null && (
           <>
             <div class="me">
-              <Avatar name={app.displayName} size={32} />
+              <Avatar name={app.displayName} size={32} src={app.account?.avatar ?? null} />
               <div>
                 <strong>{app.displayName}</strong>
                 <span class="muted">{app.account !== null ? `@${app.account.handle}` : `profile ${app.profile} · no account`}</span>

@@ -228,6 +228,17 @@ async report(kind: ReportKind, target: string, reason: string) : Promise<Result<
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
 }
+},
+/**
+ * Sets our bio and avatar (standard base64 of a PNG or JPEG of at most 64 KiB, or none).
+ */
+async updateProfile(bio: string, avatar: string | null) : Promise<Result<Account, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("update_profile", { bio, avatar }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
 }
 }
 
@@ -251,7 +262,11 @@ openSpaceFailed: "open-space-failed"
 /**
  * The signed-in account.
  */
-export type Account = { handle: string; displayName: string }
+export type Account = { handle: string; displayName: string; bio: string; 
+/**
+ * The avatar as a `data:` URL, if one is set.
+ */
+avatar: string | null }
 /**
  * Something the UI should redraw or show. Sent as the Tauri event `app-event`.
  */
@@ -326,6 +341,10 @@ export type AppEvent =
  */
 { type: "blocked"; blocked: string[] } | 
 /**
+ * Avatars of accounts in our space, as they are fetched.
+ */
+{ type: "avatars"; avatars: UserAvatar[] } | 
+/**
  * A space we asked to be reminded of started: the shell shows a system notification.
  */
 { type: "reminder"; space: SpaceSummary }
@@ -373,6 +392,10 @@ upcoming: Upcoming[];
  * Accounts this user blocked for themself: their audio, reactions and chat are hidden.
  */
 blocked: string[]; 
+/**
+ * Avatars known so far of accounts met in spaces.
+ */
+avatars: UserAvatar[]; 
 /**
  * The space this instance is in, if any.
  */
@@ -740,6 +763,14 @@ reminded: boolean;
  * Whether this account hosts it (and so may start or cancel it).
  */
 mine: boolean }
+/**
+ * An account's avatar, for drawing it next to its name.
+ */
+export type UserAvatar = { handle: string; 
+/**
+ * A `data:` URL of a small PNG or JPEG.
+ */
+src: string }
 /**
  * A signed-in account as the room sees it: a handle of 1 to [`UserId::MAX_LEN`] characters of
  * `a-z`, `0-9` and `_`. Participants without one are signed out and may only listen.

@@ -3,10 +3,10 @@
 
 import { useEffect, useState } from "preact/hooks";
 import type { Act } from "./app";
-import type { AppState, Devices, Settings } from "./bindings";
+import type { Account, AppState, Devices, Settings } from "./bindings";
 import { api, messageOf, subscribeLevel } from "./ipc";
 import { HANDLE_PATTERN } from "./format";
-import { Icon } from "./ui";
+import { Avatar, Icon } from "./ui";
 
 type Props = { app: AppState; act: Act };
 
@@ -165,6 +165,7 @@ function AccountCard({ app, act }: Props) {
           Signed in as <strong class="account-handle">@{app.account.handle}</strong> · {app.account.displayName}
         </p>
         <small class="hint">This device's key signs you in; nothing to remember.</small>
+        <ProfileEditor account={app.account} act={act} />
       </section>
     );
   }
@@ -231,6 +232,59 @@ function Meter() {
         <div class="meter-rest" style={{ width: `${100 - rms}%` }} />
         {level.peak > 0 && <div class="meter-peak" style={{ left: `${pct(level.peak)}%` }} />}
       </div>
+    </div>
+  );
+}
+
+/** The largest avatar the server takes. */
+const MAX_AVATAR_BYTES = 64 * 1024;
+const MAX_BIO_CHARS = 160;
+
+/** Bio and avatar, saved on their own (the display name is saved with the other settings). */
+function ProfileEditor({ account, act }: { account: Account; act: Act }) {
+  const [bio, setBio] = useState(account.bio);
+  const [avatar, setAvatar] = useState<string | null>(account.avatar);
+  const [problem, setProblem] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const pick = (file: File | undefined) => {
+    setProblem(null);
+    if (file === undefined) return;
+    if (file.type !== "image/png" && file.type !== "image/jpeg") return setProblem("A PNG or JPEG picture");
+    if (file.size > MAX_AVATAR_BYTES) return setProblem("At most 64 KiB");
+    const reader = new FileReader();
+    reader.onload = () => setAvatar(String(reader.result));
+    reader.onerror = () => setProblem("Could not read the picture");
+    reader.readAsDataURL(file);
+  };
+  const save = async () => {
+    setBusy(true);
+    const base64 = avatar === null ? null : avatar.slice(avatar.indexOf(",") + 1);
+    await act(() => api.updateProfile(bio.trim(), base64));
+    setBusy(false);
+  };
+  const changed = bio !== account.bio || avatar !== account.avatar;
+  return (
+    <div class="profile-editor">
+      <div class="avatar-row">
+        <Avatar name={account.displayName} size={56} src={avatar} />
+        <label class="secondary small file-button">
+          Choose picture
+          <input type="file" accept="image/png,image/jpeg" onChange={(e) => pick(e.currentTarget.files?.[0])} />
+        </label>
+        {avatar !== null && (
+          <button type="button" class="ghost small" onClick={() => setAvatar(null)}>
+            Remove
+          </button>
+        )}
+      </div>
+      {problem !== null && <small class="hint error">{problem}</small>}
+      <label class="field">
+        <span>Bio</span>
+        <input value={bio} maxLength={MAX_BIO_CHARS} placeholder="One line about you" onInput={(e) => setBio(e.currentTarget.value)} />
+      </label>
+      <button type="button" class="secondary" disabled={!changed || busy} onClick={save}>
+        {busy ? "Saving…" : "Save profile"}
+      </button>
     </div>
   );
 }

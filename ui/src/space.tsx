@@ -23,6 +23,12 @@ type Props = {
 /** How long "End space" waits for the confirming second press. */
 const CONFIRM_MS = 4000;
 
+/** The avatar of account `handle`, if the app has it. */
+export function avatarOf(app: AppState, handle: string | null | undefined): string | null {
+  if (handle == null) return null;
+  return app.avatars.find((a) => a.handle === handle)?.src ?? null;
+}
+
 const onMic = (r: Role) => r === "host" || r === "cohost" || r === "speaker";
 const moderates = (r: Role) => r === "host" || r === "cohost";
 
@@ -134,7 +140,7 @@ export function SpaceView({ app, current, speaking, levels, reactions, act }: Pr
           <ul class="hand-list">
             {hands.map((p) => (
               <li key={p.id} class="hand">
-                <Avatar name={p.name} size={30} />
+                <Avatar name={p.name} size={30} src={avatarOf(app, p.user)} />
                 <span class="person-name">{p.name}</span>
                 <button
                   type="button"
@@ -373,7 +379,7 @@ function Person({ p, you, speaking, slotted, reactions, big, app, myRole, act }:
       data-speaking={speaking ? "true" : "false"}
     >
       <span class="avatar-wrap">
-        <Avatar name={p.name} size={big ? 72 : 52} ring={speaking} />
+        <Avatar name={p.name} size={big ? 72 : 52} ring={speaking} src={avatarOf(app, handle)} />
         {last !== undefined && (
           <span key={last.id} class="reaction-bubble" aria-label={`${p.name} reacted ${last.emoji}`}>
             {last.emoji}

@@ -22,6 +22,7 @@ const base: AppState = {
   followed: [],
   upcoming: [],
   blocked: [],
+  avatars: [],
   current: null,
 };
 
@@ -109,13 +110,20 @@ describe("reduce", () => {
 
   it("takes the account's name once signed in, and the levels as they come", () => {
     let m = loaded({ current });
-    m = reduce(m, { type: "event", event: { type: "account", account: { handle: "ada_l", displayName: "Ada L" } } });
+    m = reduce(m, { type: "event", event: { type: "account", account: { handle: "ada_l", displayName: "Ada L", bio: "", avatar: null } } });
     expect(m.app?.account?.handle).toBe("ada_l");
     expect(m.app?.displayName).toBe("Ada L");
     m = reduce(m, { type: "event", event: { type: "levels", levels: [{ participant: 1, rms: 0.2 }] } });
     expect(m.levels).toEqual({ 1: 0.2 });
     m = reduce(m, { type: "event", event: { type: "levels", levels: [] } });
     expect(m.levels).toEqual({});
+  });
+
+  it("keeps one avatar per account, the newest", () => {
+    let m = loaded();
+    m = reduce(m, { type: "event", event: { type: "avatars", avatars: [{ handle: "bo", src: "data:image/png;base64,AA" }] } });
+    m = reduce(m, { type: "event", event: { type: "avatars", avatars: [{ handle: "bo", src: "data:image/png;base64,BB" }] } });
+    expect(m.app?.avatars).toEqual([{ handle: "bo", src: "data:image/png;base64,BB" }]);
   });
 
   it("tracks the connection and keeps only the last few notices", () => {

@@ -120,6 +120,10 @@ function applyEvent(model: Model, event: AppEvent): Model {
       return { ...model, app: { ...app, upcoming: event.upcoming } };
     case "blocked":
       return { ...model, app: { ...app, blocked: event.blocked } };
+    case "avatars": {
+      const fresh = new Set(event.avatars.map((a) => a.handle));
+      return { ...model, app: { ...app, avatars: [...app.avatars.filter((a) => !fresh.has(a.handle)), ...event.avatars] } };
+    }
     // Levels go straight to the meter; the shell turns these into notifications.
     case "inputLevel":
     case "followedLive":

@@ -69,8 +69,19 @@ export function Icon({ name, size = 18 }: { name: IconName; size?: number }) {
   );
 }
 
-export function Avatar({ name, size = 36, ring = false }: { name: string; size?: number; ring?: boolean }) {
+export function Avatar({ name, size = 36, ring = false, src }: { name: string; size?: number; ring?: boolean; src?: string | null }) {
   const h = hue(name);
+  if (src != null) {
+    return (
+      <img
+        class={ring ? "avatar ring" : "avatar"}
+        src={src}
+        alt=""
+        aria-hidden="true"
+        style={{ width: `${size}px`, height: `${size}px`, objectFit: "cover" }}
+      />
+    );
+  }
   return (
     <span
       class={ring ? "avatar ring" : "avatar"}

@@ -23,7 +23,7 @@ use std::time::Duration;
 use confab_audio::{Capture, DEFAULT_CUSHION, FRAME_SAMPLES, Playback, SAMPLE_RATE, SpeakerFeed};
 use confab_proto::ipc::{
     Account, AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError,
-    IpcErrorCode, ReportKind, Settings, SpeakerLevel, StageAction, Upcoming,
+    IpcErrorCode, ReportKind, Settings, SpeakerLevel, StageAction, Upcoming, UserAvatar,
 };
 use confab_proto::{
     ClientMsg, MAX_NAME_CHARS, ParticipantId, ReportRequest, ScheduleRequest, Scheduled, SpaceId,
@@ -37,6 +37,9 @@ use crate::identity::{DeviceKey, key_file};
 use crate::{Client, ClientConfig, ClientError, Event, Joined, Mic, Streams};
 use stage::Effect;
 use web::Web;
+
+/// How long an avatar fetched (or found missing) is trusted before asking again.
+const AVATAR_FRESH: Duration = Duration::from_secs(60);
 
 /// A followed host is announced at most once in this many seconds.
 pub const NOTIFY_WINDOW_SECS: i64 = 60;
@@ -90,6 +93,8 @@ struct Model {
     blocked: HashSet<String>,
     /// Who each receive slot carries.
     slots: HashMap<usize, ParticipantId>,
+    /// Avatars of accounts met in spaces (`None`: asked for, or none set), and when asked.
+    avatars: HashMap<String, (Option<String>, std::time::Instant)>,
     current: Option<CurrentSpace>,
 }
 
@@ -153,6 +158,15 @@ impl From<ClientError> for IpcError {
     }
 }
 
+fn account_of(p: &confab_proto::Profile) -> Account {
+    Account {
+        handle: p.handle.clone(),
+        display_name: p.display_name.clone(),
+        bio: p.bio.clone(),
+        avatar: p.avatar.as_deref().and_then(confab_proto::ipc::avatar_src),
+    }
+}
+
 fn clean_display_name(name: &str) -> Result<String, IpcError> {
     let name = name.trim();
     if name.is_empty()
@@ -211,6 +225,7 @@ impl App {
                 reminders: HashSet::new(),
                 blocked,
                 slots: HashMap::new(),
+                avatars: HashMap::new(),
                 current: None,
             }),
             client: Mutex::new(None),
@@ -243,6 +258,16 @@ impl App {
             followed,
             upcoming,
             blocked,
+            avatars: m
+                .avatars
+                .iter()
+                .filter_map(|(h, (src, _))| {
+                    src.as_ref().map(|src| UserAvatar {
+                        handle: h.clone(),
+                        src: src.clone(),
+                    })
+                })
+                .collect(),
             current: m.current.clone(),
         }
     }
@@ -284,6 +309,7 @@ impl App {
             chat: Vec::new(),
         };
         lock(&self.inner.model).slots.clear();
+        self.inner.want_avatars(&current.space.participants);
         lock(&self.inner.model).current = Some(current.clone());
         current
     }
@@ -435,10 +461,7 @@ impl App {
         let session = key
             .register(&self.inner.web.http, &self.inner.web.url, &handle, &name)
             .await?;
-        let account = Account {
-            handle: session.user.handle.clone(),
-            display_name: session.user.display_name.clone(),
-        };
+        let account = account_of(&session.user);
         {
             let mut m = lock(&self.inner.model);
             m.account = Some((account.clone(), session.token));
@@ -610,6 +633,54 @@ impl App {
         Ok(())
     }
 
+    /// Sets the account's bio and avatar (standard base64 of a PNG or JPEG of at most 64 KiB,
+    /// or `None` for none); the display name stays.
+    pub async fn update_profile(
+        &self,
+        bio: String,
+        avatar: Option<String>,
+    ) -> Result<Account, IpcError> {
+        let token = self.token()?;
+        let name = lock(&self.inner.model)
+            .account
+            .as_ref()
+            .map(|(a, _)| a.display_name.clone())
+            .unwrap_or_default();
+        let update = confab_proto::ProfileUpdate {
+            display_name: name,
+            bio,
+            avatar,
+        };
+        let profile = self.inner.web.update_profile(&token, &update).await?;
+        let account = account_of(&profile);
+        {
+            let mut m = lock(&self.inner.model);
+            if let Some((a, _)) = m.account.as_mut() {
+                *a = account.clone();
+            }
+            m.avatars.insert(
+                account.handle.clone(),
+                (account.avatar.clone(), std::time::Instant::now()),
+            );
+        }
+        self.inner
+            .emit(AppEvent::Account {
+                account: Some(account.clone()),
+            })
+            .await;
+        if let Some(src) = account.avatar.clone() {
+            self.inner
+                .emit(AppEvent::Avatars {
+                    avatars: vec![UserAvatar {
+                        handle: account.handle.clone(),
+                        src,
+                    }],
+                })
+                .await;
+        }
+        Ok(account)
+    }
+
     /// Reports a user (by handle) or a space (by id) to the server's operator. Returns the
     /// report's number.
     pub async fn report(
@@ -678,7 +749,7 @@ impl App {
             let account = {
                 let mut m = lock(&self.inner.model);
                 if let Some((a, _)) = m.account.as_mut() {
-                    a.display_name = profile.display_name.clone();
+                    *a = account_of(&profile);
                 }
                 m.account.as_ref().map(|(a, _)| a.clone())
             };
@@ -856,10 +927,7 @@ impl Inner {
         };
         match key.sign_in(&self.web.http, &self.web.url).await {
             Ok(session) => {
-                let account = Account {
-                    handle: session.user.handle.clone(),
-                    display_name: session.user.display_name.clone(),
-                };
+                let account = account_of(&session.user);
                 let changed = {
                     let mut m = lock(&self.model);
                     let changed = m.account.as_ref().map(|(a, _)| a) != Some(&account);
@@ -1036,6 +1104,7 @@ impl Inner {
                 self.emit(AppEvent::Current { current }).await;
             }
             Event::ParticipantJoined(p) => {
+                self.want_avatars(std::slice::from_ref(&p));
                 let current = {
                     let mut m = lock(&self.model);
                     if let Some(cur) = m.current.as_mut()
@@ -1116,8 +1185,66 @@ impl Inner {
         }
     }
 
+    /// Fetches, in the background, the avatars of `people`'s accounts not asked for yet.
+    fn want_avatars(self: &Arc<Self>, people: &[confab_proto::ParticipantInfo]) {
+        let wanted: Vec<String> = {
+            let mut m = lock(&self.model);
+            people
+                .iter()
+                .filter_map(|p| p.user.as_ref().map(|u| u.as_str().to_owned()))
+                .filter(|h| {
+                    // Ask again now and then: people change their pictures.
+                    let fresh = m
+                        .avatars
+                        .get(h)
+                        .is_some_and(|(_, at)| at.elapsed() < AVATAR_FRESH);
+                    if fresh {
+                        return false;
+                    }
+                    let known = m.avatars.get(h).and_then(|(src, _)| src.clone());
+                    m.avatars
+                        .insert(h.clone(), (known, std::time::Instant::now()));
+                    true
+                })
+                .collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        let inner = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut found = Vec::new();
+            for handle in wanted {
+                match inner.web.profile(&handle).await {
+                    Ok(p) => {
+                        if let Some(src) =
+                            p.avatar.as_deref().and_then(confab_proto::ipc::avatar_src)
+                        {
+                            lock(&inner.model).avatars.insert(
+                                handle.clone(),
+                                (Some(src.clone()), std::time::Instant::now()),
+                            );
+                            found.push(UserAvatar { handle, src });
+                        }
+                    }
+                    // Asked again when they next show up.
+                    Err(e) => {
+                        tracing::debug!(error = %e, handle, "fetching a profile");
+                        lock(&inner.model).avatars.remove(&handle);
+                    }
+                }
+            }
+            if !found.is_empty() {
+                inner.emit(AppEvent::Avatars { avatars: found }).await;
+            }
+        });
+    }
+
     /// A stage message: update the space, then do what it asks of us.
     async fn on_stage(self: &Arc<Self>, msg: confab_proto::ServerMsg) {
+        if let confab_proto::ServerMsg::ParticipantUpdated { participant } = &msg {
+            self.want_avatars(std::slice::from_ref(participant));
+        }
         let (effect, current) = {
             let mut m = lock(&self.model);
             let blocked = m.blocked.clone();

@@ -35,6 +35,8 @@ pub struct AppState {
     pub upcoming: Vec<Upcoming>,
     /// Accounts this user blocked for themself: their audio, reactions and chat are hidden.
     pub blocked: Vec<String>,
+    /// Avatars known so far of accounts met in spaces.
+    pub avatars: Vec<UserAvatar>,
     /// The space this instance is in, if any.
     pub current: Option<CurrentSpace>,
 }
@@ -46,6 +48,39 @@ pub struct AppState {
 pub struct Account {
     pub handle: String,
     pub display_name: String,
+    pub bio: String,
+    /// The avatar as a `data:` URL, if one is set.
+    pub avatar: Option<String>,
+}
+
+/// An account's avatar, for drawing it next to its name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct UserAvatar {
+    pub handle: String,
+    /// A `data:` URL of a small PNG or JPEG.
+    pub src: String,
+}
+
+/// The `data:` URL of an avatar given in standard base64, or `None` when it is neither a PNG
+/// nor a JPEG (the server accepts only those; anything else is not drawn).
+pub fn avatar_src(base64: &str) -> Option<String> {
+    // The first bytes in base64: PNG `\x89PNG` is `iVBORw`, JPEG `\xFF\xD8\xFF` is `/9j/`.
+    let mime = if base64.starts_with("iVBORw") {
+        "image/png"
+    } else if base64.starts_with("/9j/") {
+        "image/jpeg"
+    } else {
+        return None;
+    };
+    if !base64
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+    {
+        return None;
+    }
+    Some(format!("data:{mime};base64,{base64}"))
 }
 
 /// A scheduled space as Home lists it.
@@ -158,6 +193,8 @@ pub enum AppEvent {
     Upcoming { upcoming: Vec<Upcoming> },
     /// Our personal block list changed.
     Blocked { blocked: Vec<String> },
+    /// Avatars of accounts in our space, as they are fetched.
+    Avatars { avatars: Vec<UserAvatar> },
     /// A space we asked to be reminded of started: the shell shows a system notification.
     Reminder { space: SpaceSummary },
 }
@@ -294,4 +331,24 @@ pub enum IpcErrorCode {
     Storage,
     /// Anything else; the message says what.
     Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_png_and_jpeg_in_plain_base64_become_images() {
+        assert_eq!(
+            avatar_src("iVBORw0KGgo=").as_deref(),
+            Some("data:image/png;base64,iVBORw0KGgo=")
+        );
+        assert!(
+            avatar_src("/9j/4AAQ")
+                .unwrap()
+                .starts_with("data:image/jpeg")
+        );
+        assert_eq!(avatar_src("R0lGODlh"), None, "GIF");
+        assert_eq!(avatar_src("iVBORw\" onerror=\"x"), None, "not base64");
+    }
 }

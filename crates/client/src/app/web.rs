@@ -135,6 +135,26 @@ impl Web {
         Ok(filed.id)
     }
 
+    /// Anyone's public profile.
+    pub(super) async fn profile(&self, handle: &str) -> Result<Profile, IpcError> {
+        answer(self.get(&format!("/api/users/{handle}"), None)).await
+    }
+
+    /// Replaces the account's profile.
+    pub(super) async fn update_profile(
+        &self,
+        token: &str,
+        update: &ProfileUpdate,
+    ) -> Result<Profile, IpcError> {
+        answer(
+            self.http
+                .put(format!("{}/api/me", self.url))
+                .bearer_auth(token)
+                .json(update),
+        )
+        .await
+    }
+
     /// Renames the account, keeping its bio and avatar.
     pub(super) async fn rename(
         &self,
@@ -147,12 +167,6 @@ impl Web {
             bio: me.bio,
             avatar: me.avatar,
         };
-        answer(
-            self.http
-                .put(format!("{}/api/me", self.url))
-                .bearer_auth(token)
-                .json(&update),
-        )
-        .await
+        self.update_profile(token, &update).await
     }
 }

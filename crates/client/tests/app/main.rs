@@ -488,6 +488,31 @@ async fn the_stage_from_the_app_hands_reactions_chat_blocks_and_reminders() {
         IpcErrorCode::InvalidInput
     );
 
+    // Ada sets a picture: the others in her space get it to draw; a GIF is refused.
+    let gif = ada
+        .update_profile("Poet".into(), Some("R0lGODlhAQABAAAAACw=".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(gif.code, IpcErrorCode::Server(ErrorCode::InvalidInput));
+    let me = ada
+        .update_profile("Poet, of numbers".into(), Some("iVBORw0KGgpyZXN0".into()))
+        .await
+        .unwrap();
+    assert_eq!(me.bio, "Poet, of numbers");
+    assert_eq!(
+        me.avatar.as_deref(),
+        Some("data:image/png;base64,iVBORw0KGgpyZXN0")
+    );
+    // Someone joining now gets it to draw next to her name.
+    let (dee, mut dee_ev) = App::start(options("dee", dir.path(), &url)).await.unwrap();
+    until(&mut dee_ev, 10, "connection", connected).await;
+    dee.join_space(sid.clone()).await.unwrap();
+    until(&mut dee_ev, 10, "Ada's avatar", |e| {
+        matches!(e, AppEvent::Avatars { avatars } if avatars.iter().any(|a| a.handle == "ada_l" && a.src == "data:image/png;base64,iVBORw0KGgpyZXN0"))
+    })
+    .await;
+    dee.shutdown().await;
+
     // Bob reports cy's space; the report is filed.
     assert!(
         bob.report(ReportKind::Space, sid.to_string(), "testing".into())
