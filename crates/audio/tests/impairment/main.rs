@@ -319,3 +319,40 @@ fn ten_minutes_of_bursts_stay_bounded() {
     );
     assert!(longest * 20 <= 2500, "{} ms without audio", longest * 20);
 }
+
+/// Prints how the target delay tracks jitter of several sizes (not a pass/fail test):
+/// `cargo test -p confab-audio --test impairment -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints figures"]
+fn delay_tracking_figures() {
+    const SECONDS: f64 = 20.0;
+    let speech = speech_like(SECONDS, 5);
+    let sent = encode(&speech);
+    eprintln!("jitter (mean/sd ms)  p95 ms  target ms (median, 2 s on)  playout ms  late %  heard");
+    for (mean, sd) in [(2, 1), (10, 3), (20, 5), (40, 10), (80, 20), (150, 40)] {
+        let arrivals = Impairment {
+            jitter_mean: Duration::from_millis(mean),
+            jitter_sd: Duration::from_millis(sd),
+            loss: 0.01,
+            ..Impairment::new(Duration::from_millis(10), 42)
+        }
+        .apply(sent.clone());
+        let run = play(&arrivals, (SECONDS * 50.0) as usize + 25);
+        let mut targets: Vec<Duration> = run.stats[100..].iter().map(|s| s.target_delay).collect();
+        targets.sort();
+        let mut playouts: Vec<Duration> =
+            run.stats[100..].iter().map(|s| s.playout_delay).collect();
+        playouts.sort();
+        let end = run.stats.last().unwrap();
+        let heard = seconds_heard(&speech, &run.audio);
+        eprintln!(
+            "{mean:>8}/{sd:<10} {:>7.1} {:>14.1} {:>22.1} {:>7.2} {:>4}/{}",
+            ms(p95_jitter(&sent, &arrivals)),
+            ms(targets[targets.len() / 2]),
+            ms(playouts[playouts.len() / 2]),
+            100.0 * end.late as f64 / arrivals.len() as f64,
+            heard.heard,
+            heard.total
+        );
+    }
+}
