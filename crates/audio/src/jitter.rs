@@ -17,14 +17,19 @@
 //!   The playout delay follows only where a listener does not notice: a pause (DTX) ends when
 //!   its next packet is due by the *current* target, so the comfort noise is simply shorter; in
 //!   continuous speech one near-silent decoded frame (a gap between words) is dropped at most
-//!   every [`SHRINK_INTERVAL`]. Only when the excess is large ([`FORCE_SHRINK_EXCESS`]) does
+//!   every [`SHRINK_INTERVAL`], once the delay exceeds the target by a frame plus 10 ms of
+//!   hysteresis. Only when the excess is large ([`FORCE_SHRINK_EXCESS`]) does
 //!   it drop a loud frame, at most once a second. Time-stretching would be smoother; dropping a
 //!   silent frame costs nothing and needs no DSP.
 //! - **Loss, FEC, DTX.** A frame missing while its successor is buffered is rebuilt from the
 //!   successor's in-band FEC, else concealed (Opus PLC). A timestamp jump with contiguous
 //!   sequence numbers is the sender pausing (DTX): comfort noise, not loss. When nothing is
 //!   buffered the buffer cannot know yet which it is: it conceals and settles the count when
-//!   the next packet plays.
+//!   the next packet plays. After 100 ms of that it plays zeros, and after [`IDLE_AFTER`] of
+//!   receiving nothing it goes quiet (`pull` returns `None`) until the next packet.
+//! - **A new sender.** The SFU reuses a receive slot for another speaker, whose sequence
+//!   numbers and timestamps are unrelated: packets that fit no timeline are dropped, and three
+//!   in a row that agree with each other start a new one.
 //!
 //! # Guarantees
 //! Never panics on what the network sends: any sequence number, timestamp or payload. Memory is
