@@ -1,6 +1,7 @@
-//! Confab's audio engine: Opus at 48 kHz mono in 20 ms frames (with in-band FEC and DTX), a
-//! [`StreamDecoder`] that turns received RTP payloads into continuous PCM whose length follows the
-//! RTP clock, WAV files in and out, and the system's microphones and speakers through cpal.
+//! Confab's audio engine: Opus at 48 kHz mono in 20 ms frames (with in-band FEC and DTX), an
+//! adaptive [`JitterBuffer`] that turns each speaker's received RTP packets into one frame per
+//! playout tick, a simpler [`StreamDecoder`] that decodes packets on arrival, WAV files in and
+//! out, and the system's microphones and speakers through cpal.
 //!
 //! Contract: all PCM is `f32` in `[-1, 1]` at [`SAMPLE_RATE`], mono. Nothing here panics on what
 //! comes from a network, a file or a device (corrupt packets, odd WAV files, wild timestamps):
@@ -14,6 +15,7 @@ mod codec;
 mod device;
 mod error;
 mod feed;
+mod jitter;
 mod stream;
 mod wav;
 
@@ -24,6 +26,11 @@ pub use device::{
 };
 pub use error::AudioError;
 pub use feed::{DEFAULT_CUSHION, SpeakerFeed};
+pub use jitter::{
+    FORCE_SHRINK_EXCESS, FrameKind, IDLE_AFTER, INITIAL_TARGET_DELAY, JITTER_WINDOW, JitterBuffer,
+    JitterStats, MAX_PACKETS, MAX_TARGET_DELAY, MIN_TARGET_DELAY, Pulled, SHRINK_INTERVAL,
+    TARGET_DECAY_PER_SECOND,
+};
 pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
 pub use wav::{WavWriter, read_wav};
 

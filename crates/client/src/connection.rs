@@ -1,19 +1,23 @@
 //! The connection task and its handle.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use confab_audio::{
-    Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES, PushOutcome, StreamDecoder,
+    Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, JitterBuffer, JitterStats, MAX_PACKET_BYTES,
 };
 use confab_proto::{
     ClientMsg, EndReason, ErrorCode, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Role,
     ServerMsg, SpaceId, SpaceInfo, SpaceSummary, decode_server, encode,
 };
-use confab_rtc::{LocalAudio, PeerSession, RemoteAudio, RtcConfig, RtpPacket, SessionEvent};
+use confab_rtc::{
+    LocalAudio, PeerSession, RECV_SLOTS, RemoteAudio, RtcConfig, RtpPacket, SessionEvent,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Where and who to connect as.
@@ -124,15 +128,20 @@ pub enum Event {
 }
 
 /// One decoded piece of a speaker's audio, 48 kHz mono.
+///
+/// Each receive slot plays out through its own adaptive jitter buffer
+/// ([`confab_audio::JitterBuffer`]), so frames come one per 20 ms tick, in order, with losses,
+/// late packets and pauses already filled in; a slot that has received nothing for a while
+/// sends nothing.
 #[derive(Clone, Debug)]
 pub struct AudioFrame {
     /// The receive slot it came on (see [`Event::Slot`] for who that is).
     pub slot: usize,
-    /// The RTP timestamp of the packet that produced the *last* frame in `samples`.
+    /// The RTP timestamp of the first sample in `samples`.
     pub timestamp: u32,
-    /// Usually one 20 ms frame; more when a loss or a DTX pause was filled in before it.
+    /// One 20 ms frame.
     pub samples: Vec<f32>,
-    /// When the packet was decoded.
+    /// When the frame was played out of the jitter buffer.
     pub decoded_at: Instant,
 }
 
@@ -212,6 +221,19 @@ enum Cmd {
 pub struct Client {
     cmd: mpsc::Sender<Cmd>,
     you: ParticipantId,
+    jitter: SlotStats,
+}
+
+/// Each receive slot's latest jitter-buffer stats, written by its playout task once a second.
+/// A lock taken once a second per slot rather than an event: a UI that never reads its event
+/// stream must not fill the channel with these and stall the connection.
+type SlotStats = Arc<Mutex<[Option<JitterStats>; RECV_SLOTS]>>;
+
+fn lock_stats(stats: &SlotStats) -> std::sync::MutexGuard<'_, [Option<JitterStats>; RECV_SLOTS]> {
+    // The data is plain counters: a panic elsewhere cannot leave them half-written.
+    stats
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn ws_url(server: &str) -> Result<String, ClientError> {
@@ -286,6 +308,7 @@ impl Client {
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (events_tx, events_rx) = mpsc::channel(256);
         let (audio_tx, audio_rx) = mpsc::channel(512);
+        let jitter: SlotStats = Arc::default();
         let task = Task {
             config,
             ws,
@@ -298,10 +321,15 @@ impl Client {
             mic_waiters: Vec::new(),
             connected: false,
             decoders: Vec::new(),
+            jitter: Arc::clone(&jitter),
         };
         tokio::spawn(task.run(cmd_rx));
         Ok((
-            Client { cmd: cmd_tx, you },
+            Client {
+                cmd: cmd_tx,
+                you,
+                jitter,
+            },
             Streams {
                 events: events_rx,
                 audio: audio_rx,
@@ -312,6 +340,16 @@ impl Client {
     /// This connection's participant id.
     pub fn id(&self) -> ParticipantId {
         self.you
+    }
+
+    /// The jitter-buffer stats of each receive slot that has carried audio since media
+    /// started, as `(slot, stats)`; updated once a second. For a diagnostics view.
+    pub fn jitter_stats(&self) -> Vec<(usize, JitterStats)> {
+        lock_stats(&self.jitter)
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, stats)| stats.map(|s| (slot, s)))
+            .collect()
     }
 
     async fn ask<T>(
@@ -421,6 +459,7 @@ struct Task {
     mic_waiters: Vec<oneshot::Sender<Result<Mic, ClientError>>>,
     connected: bool,
     decoders: Vec<tokio::task::JoinHandle<()>>,
+    jitter: SlotStats,
 }
 
 async fn next_event(session: &mut Option<PeerSession>) -> Option<SessionEvent> {
@@ -622,6 +661,7 @@ impl Task {
         for task in self.decoders.drain(..) {
             task.abort();
         }
+        *lock_stats(&self.jitter) = Default::default();
         if let Some(session) = self.session.take() {
             session.close().await;
         }
@@ -650,8 +690,12 @@ impl Task {
                     );
                     return;
                 };
-                self.decoders
-                    .push(tokio::spawn(decode_task(slot, remote, self.audio.clone())));
+                self.decoders.push(tokio::spawn(decode_task(
+                    slot,
+                    remote,
+                    self.audio.clone(),
+                    Arc::clone(&self.jitter),
+                )));
             }
             SessionEvent::Closed => {
                 self.connected = false;
@@ -703,33 +747,82 @@ async fn encode_task(
     }
 }
 
-/// Decodes one receive slot into [`AudioFrame`]s.
-async fn decode_task(slot: usize, remote: RemoteAudio, audio: mpsc::Sender<AudioFrame>) {
-    let mut decoder = match StreamDecoder::new() {
-        Ok(d) => d,
+/// Frames a late playout task may deliver at once to catch up: 60 ms, what the speaker's
+/// cushion ([`confab_audio::DEFAULT_CUSHION`]) absorbs.
+const MAX_CATCH_UP: u64 = 3;
+
+/// The playout tick: one 20 ms frame.
+const TICK_US: u64 = 20_000;
+
+/// Plays one receive slot out into [`AudioFrame`]s: packets go into a jitter buffer as they
+/// arrive; a frame comes out every 20 ms.
+///
+/// Tick `n` plays at `start + n * 20 ms` on the buffer's clock, whenever the task actually
+/// runs, so the buffer measures delay against the audio clock, not against the scheduler.
+/// The interval skips missed ticks (tokio's `Burst` would fire every tick missed during a long
+/// stall at once, a suspended laptop's worth); the loop catches up itself, delivering at most
+/// [`MAX_CATCH_UP`] frames at once. Frames beyond that are pulled and dropped: the speaker has
+/// played silence for them already, and delivering them late would only add delay.
+async fn decode_task(
+    slot: usize,
+    remote: RemoteAudio,
+    audio: mpsc::Sender<AudioFrame>,
+    stats: SlotStats,
+) {
+    let mut jitter = match JitterBuffer::new() {
+        Ok(j) => j,
         Err(e) => {
-            tracing::error!(error = %e, "creating a decoder");
+            tracing::error!(error = %e, "creating a jitter buffer");
             return;
         }
     };
-    let mut out = Vec::with_capacity(FRAME_SAMPLES * 4);
-    while let Some(packet) = remote.recv().await {
-        out.clear();
-        match decoder.push(packet.sequence, packet.timestamp, &packet.payload, &mut out) {
-            Ok(PushOutcome::Decoded { .. }) => {
-                let frame = AudioFrame {
-                    slot,
-                    timestamp: packet.timestamp,
-                    samples: out.clone(),
-                    decoded_at: Instant::now(),
-                };
-                // A consumer that falls behind loses audio rather than stalling the network.
-                if audio.try_send(frame).is_err() {
-                    tracing::debug!(slot, "audio consumer is behind; frame dropped");
+    let start = tokio::time::Instant::now();
+    let micros = move || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let mut ticks = tokio::time::interval(Duration::from_micros(TICK_US));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut played: u64 = 0;
+    let mut publish_at: u64 = 50;
+    let mut received = false;
+    let mut frame = vec![0.0f32; FRAME_SAMPLES];
+    loop {
+        tokio::select! {
+            // Packets first: one that arrived with the tick still makes it.
+            biased;
+            packet = remote.recv() => match packet {
+                Some(p) => {
+                    jitter.push(p.sequence, p.timestamp, &p.payload, micros());
+                    received = true;
+                }
+                None => break,
+            },
+            _ = ticks.tick() => {
+                let due = micros() / TICK_US + 1;
+                while played < due {
+                    let deliver = due - played <= MAX_CATCH_UP;
+                    let pulled = jitter.pull(played * TICK_US, &mut frame);
+                    played += 1;
+                    let Some(pulled) = pulled.filter(|_| deliver) else {
+                        continue;
+                    };
+                    let out = AudioFrame {
+                        slot,
+                        timestamp: pulled.timestamp,
+                        samples: frame.clone(),
+                        decoded_at: Instant::now(),
+                    };
+                    // A consumer that falls behind loses audio rather than stalling playout.
+                    if audio.try_send(out).is_err() {
+                        tracing::debug!(slot, "audio consumer is behind; frame dropped");
+                    }
+                }
+                // Once a second, for a slot that has carried audio.
+                if received && played >= publish_at {
+                    publish_at = played + 50;
+                    if let Some(entry) = lock_stats(&stats).get_mut(slot) {
+                        *entry = Some(jitter.stats());
+                    }
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, slot, "decoding"),
         }
     }
 }

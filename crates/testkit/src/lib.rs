@@ -1,6 +1,8 @@
 //! Test support shared by Confab's crates: a private PulseAudio daemon with virtual devices
 //! (`pulse`), a private desktop with a notification daemon and WebDriver (`desktop`),
-//! speech-like test signals and the measures that say whether audio arrived intact (`signal`). Only tests and benchmarks depend on it; it never ships in a product binary.
+//! speech-like test signals and the measures that say whether audio arrived intact (`signal`),
+//! and a seeded network that delays, reorders, stalls and loses packets (`net`). Only tests and
+//! benchmarks depend on it; it never ships in a product binary.
 
 #![allow(
     clippy::expect_used,
@@ -9,5 +11,6 @@
 )]
 
 pub mod desktop;
+pub mod net;
 pub mod pulse;
 pub mod signal;
