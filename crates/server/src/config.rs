@@ -63,6 +63,10 @@ pub struct FileConfig {
     pub media_ip: Option<IpAddr>,
     pub max_participants: Option<usize>,
     pub host_grace_seconds: Option<u64>,
+    /// Co-hosts per space besides the host (default 2).
+    pub max_cohosts: Option<usize>,
+    /// Speakers per space besides the host and co-hosts (default 10).
+    pub max_speakers: Option<usize>,
 }
 
 impl FileConfig {
@@ -90,6 +94,30 @@ impl FileConfig {
         if let Some(s) = self.host_grace_seconds {
             config.room.host_grace = Duration::from_secs(s);
         }
+        if let Some(n) = self.max_cohosts {
+            config.room.max_cohosts = n;
+        }
+        if let Some(n) = self.max_speakers {
+            config.room.max_speakers = n;
+        }
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stage_limits_come_from_the_file_and_unknown_keys_are_refused() {
+        let file: FileConfig = toml::from_str("max_cohosts = 1\nmax_speakers = 4\n").unwrap();
+        let config = file.apply(ServerConfig::new(PathBuf::from("/tmp/x")));
+        assert_eq!((config.room.max_cohosts, config.room.max_speakers), (1, 4));
+        let defaults = FileConfig::default().apply(ServerConfig::new(PathBuf::from("/tmp/x")));
+        assert_eq!(
+            (defaults.room.max_cohosts, defaults.room.max_speakers),
+            (2, 10)
+        );
+        assert!(toml::from_str::<FileConfig>("max_speaker = 4").is_err());
     }
 }
