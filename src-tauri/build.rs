@@ -28,6 +28,7 @@ const COMMANDS: &[&str] = &[
     "block_user",
     "report",
     "update_profile",
+    "set_volume",
 ];
 
 fn main() {

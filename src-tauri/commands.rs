@@ -8,7 +8,7 @@ use confab_proto::ipc::{
     Account, AppState, CurrentSpace, Devices, IpcError, IpcErrorCode, ReportKind, Settings,
     StageAction, Upcoming,
 };
-use confab_proto::{SpaceId, SpaceSummary};
+use confab_proto::{ParticipantId, SpaceId, SpaceSummary};
 use tauri::State;
 
 type Result<T> = std::result::Result<T, IpcError>;
@@ -200,4 +200,15 @@ pub async fn update_profile(
     avatar: Option<String>,
 ) -> Result<Account> {
     app.update_profile(bio, avatar).await
+}
+
+/// Sets how loud we hear `participant` (0 mutes them for us alone; at most 4).
+#[tauri::command]
+#[specta::specta]
+pub async fn set_volume(
+    app: State<'_, App>,
+    participant: ParticipantId,
+    volume: f32,
+) -> Result<()> {
+    app.set_volume(participant, volume).await
 }

@@ -65,6 +65,7 @@ pub fn ipc<R: Runtime>() -> tauri_specta::Builder<R> {
             block_user,
             report,
             update_profile,
+            set_volume,
         ])
         .events(tauri_specta::collect_events![
             AppEventMessage,

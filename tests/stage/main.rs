@@ -17,7 +17,7 @@ use confab_client::identity::{DeviceKey, key_file};
 use confab_client::{AudioFrame, Client, ClientConfig, ClientError, Event, Mic, Streams};
 use confab_proto::{ClientMsg, ErrorCode, Role, ServerMsg};
 use confab_server::ServerConfig;
-use confab_tests::signal::{self, rms, seconds_heard};
+use confab_tests::signal::{self, RATE, rms, seconds_heard};
 use tokio::sync::mpsc;
 
 async fn signed_in(url: &str, dir: &std::path::Path, handle: &str) -> String {
@@ -62,6 +62,17 @@ async fn stage_event(events: &mut mpsc::Receiver<Event>, want: impl Fn(&ServerMs
             other => panic!("no such stage message: {other:?}"),
         }
     }
+}
+
+/// The amplitude of the `hz` component of `x` (one Goertzel bin over the whole slice).
+fn tone_level(x: &[f32], hz: f32) -> f32 {
+    let w = std::f64::consts::TAU * f64::from(hz) / RATE as f64;
+    let (mut re, mut im) = (0f64, 0f64);
+    for (i, &s) in x.iter().enumerate() {
+        re += f64::from(s) * (w * i as f64).cos();
+        im += f64::from(s) * (w * i as f64).sin();
+    }
+    (2.0 * (re * re + im * im).sqrt() / x.len() as f64) as f32
 }
 
 async fn server_error(events: &mut mpsc::Receiver<Event>) -> ErrorCode {
@@ -161,6 +172,48 @@ async fn an_approved_hand_is_heard_a_listener_or_muted_speaker_is_not_and_a_bloc
         seconds.heard * 5 >= seconds.total * 3,
         "Tim did not hear Bob: {seconds:?}"
     );
+
+    // Ada and Bob talk at once (loud tones, 440 and 1000 Hz): what Tim's mixer makes of his
+    // two receive slots is both, summed (as long as what was sent, not twice as long), and
+    // never clipped.
+    let ada_mic = ada.mic().await.unwrap();
+    while tim_s.audio.try_recv().is_ok() {}
+    let tone = |hz: f32| -> Vec<f32> {
+        (0..RATE * 4)
+            .map(|i| 0.7 * (std::f32::consts::TAU * hz * i as f32 / RATE as f32).sin())
+            .collect()
+    };
+    let a = speak(ada_mic, tone(440.0));
+    let b = speak(bob_mic.clone(), tone(1000.0));
+    let mut mixer = confab_audio::Mixer::new();
+    let mut mixed = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(4500);
+    while let Ok(Some(frame)) = tokio::time::timeout_at(until, tim_s.audio.recv()).await {
+        mixer.push(frame.slot, &frame.samples, |m| mixed.extend_from_slice(m));
+    }
+    a.await.unwrap();
+    b.await.unwrap();
+    let secs = mixed.len() as f64 / RATE as f64;
+    eprintln!("Tim's mix: {secs:.2} s, {:?}", mixer.stats());
+    assert!(
+        (3.0..=4.7).contains(&secs),
+        "the mix lasts {secs:.2} s for 4 s sent"
+    );
+    let middle = &mixed[mixed.len() / 4..mixed.len() * 3 / 4];
+    let (at_440, at_1000, at_700) = (
+        tone_level(middle, 440.0),
+        tone_level(middle, 1000.0),
+        tone_level(middle, 700.0),
+    );
+    eprintln!(
+        "tone levels in the mix: 440 Hz {at_440:.3}, 1000 Hz {at_1000:.3}, 700 Hz {at_700:.3}"
+    );
+    assert!(
+        at_440 > 0.2 && at_1000 > 0.2 && at_700 < 0.05,
+        "both speakers are not in the mix"
+    );
+    let peak = mixed.iter().fold(0f32, |p, s| p.max(s.abs()));
+    assert!(peak < 1.0, "the mix clipped: peak {peak}");
 
     // Ada mutes Bob: he keeps sending, Tim hears nothing.
     ada.stage(ClientMsg::Mute {

@@ -103,6 +103,7 @@ export function App() {
             current={app.current}
             speaking={model.speaking}
             levels={model.levels}
+            volumes={model.volumes}
             reactions={model.reactions}
             act={act}
           />

@@ -239,6 +239,17 @@ async updateProfile(bio: string, avatar: string | null) : Promise<Result<Account
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
 }
+},
+/**
+ * Sets how loud we hear `participant` (0 mutes them for us alone; at most 4).
+ */
+async setVolume(participant: ParticipantId, volume: number) : Promise<Result<null, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("set_volume", { participant, volume }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
 }
 }
 
@@ -344,6 +355,10 @@ export type AppEvent =
  * Avatars of accounts in our space, as they are fetched.
  */
 { type: "avatars"; avatars: UserAvatar[] } | 
+/**
+ * Our own volumes for people in the space (absent means 1).
+ */
+{ type: "volumes"; volumes: SpeakerVolume[] } | 
 /**
  * A space we asked to be reminded of started: the shell shows a system notification.
  */
@@ -735,6 +750,10 @@ speakers?: string[] }
  * One speaker's level in [`AppEvent::Levels`].
  */
 export type SpeakerLevel = { participant: ParticipantId; rms: number }
+/**
+ * How loud we hear one participant (0 mutes them for us alone).
+ */
+export type SpeakerVolume = { participant: ParticipantId; volume: number }
 /**
  * Something a participant asks of the stage. The server decides whether the role allows it.
  */

@@ -45,6 +45,7 @@ export const api = {
   startScheduled: (id: string) => unwrap(commands.startScheduled(id)),
   blockUser: (handle: string, blocked: boolean) => unwrap(commands.blockUser(handle, blocked)),
   report: (kind: ReportKind, target: string, reason: string) => unwrap(commands.report(kind, target, reason)),
+  setVolume: (participant: number, volume: number) => unwrap(commands.setVolume(participant, volume)),
   updateProfile: (bio: string, avatar: string | null) => unwrap(commands.updateProfile(bio, avatar)),
 };
 

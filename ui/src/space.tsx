@@ -16,6 +16,7 @@ type Props = {
   current: CurrentSpace;
   speaking: Record<number, ParticipantId | null>;
   levels: Record<ParticipantId, number>;
+  volumes: Record<ParticipantId, number>;
   reactions: Reaction[];
   act: Act;
 };
@@ -32,7 +33,7 @@ export function avatarOf(app: AppState, handle: string | null | undefined): stri
 const onMic = (r: Role) => r === "host" || r === "cohost" || r === "speaker";
 const moderates = (r: Role) => r === "host" || r === "cohost";
 
-export function SpaceView({ app, current, speaking, levels, reactions, act }: Props) {
+export function SpaceView({ app, current, speaking, levels, volumes, reactions, act }: Props) {
   const { space, role, muted, mediaConnected, you } = current;
   const people = ordered(space.participants);
   const stage = people.filter((p) => onMic(p.role));
@@ -60,6 +61,7 @@ export function SpaceView({ app, current, speaking, levels, reactions, act }: Pr
       big={big}
       app={app}
       myRole={role}
+      volume={volumes[p.id] ?? 1}
       act={act}
     />
   );
@@ -362,12 +364,13 @@ type PersonProps = {
   big: boolean;
   app: AppState;
   myRole: Role;
+  volume: number;
   act: Act;
 };
 
 const ROLE_LABEL: Record<Role, string | null> = { host: "Host", cohost: "Co-host", speaker: "Speaker", listener: null };
 
-function Person({ p, you, speaking, slotted, reactions, big, app, myRole, act }: PersonProps) {
+function Person({ p, you, speaking, slotted, reactions, big, app, myRole, volume, act }: PersonProps) {
   const label = ROLE_LABEL[p.role];
   const last = reactions.length > 0 ? reactions[reactions.length - 1] : undefined;
   const handle = p.user ?? null;
@@ -403,15 +406,30 @@ function Person({ p, you, speaking, slotted, reactions, big, app, myRole, act }:
           </span>
         )}
         {blocked && <span class="tag">Blocked</span>}
+        {!blocked && volume === 0 && <span class="tag">Muted for you</span>}
       </span>
-      {!you && <PersonMenu p={p} app={app} myRole={myRole} blocked={blocked} act={act} />}
+      {!you && <PersonMenu p={p} app={app} myRole={myRole} blocked={blocked} volume={volume} act={act} />}
     </li>
   );
 }
 
 /** What we may ask about someone else: the moderation our role allows, and blocking or
  * reporting them for ourself. */
-function PersonMenu({ p, app, myRole, blocked, act }: { p: ParticipantInfo; app: AppState; myRole: Role; blocked: boolean; act: Act }) {
+function PersonMenu({
+  p,
+  app,
+  myRole,
+  blocked,
+  volume,
+  act,
+}: {
+  p: ParticipantInfo;
+  app: AppState;
+  myRole: Role;
+  blocked: boolean;
+  volume: number;
+  act: Act;
+}) {
   const ref = useRef<HTMLDetailsElement>(null);
   const [reporting, setReporting] = useState(false);
   const [reason, setReason] = useState("");
@@ -441,7 +459,7 @@ function PersonMenu({ p, app, myRole, blocked, act }: { p: ParticipantInfo; app:
     ]);
     items.push(["Report…", () => setReporting(true)]);
   }
-  if (items.length === 0) return null;
+  if (items.length === 0 && !onMic(p.role)) return null;
   return (
     <details class="person-menu" ref={ref}>
       <summary aria-label={`Actions for ${p.name}`}>⋯</summary>
@@ -468,11 +486,32 @@ function PersonMenu({ p, app, myRole, blocked, act }: { p: ParticipantInfo; app:
             </button>
           </form>
         ) : (
-          items.map(([label, run]) => (
-            <button key={label} type="button" class="menu-item" onClick={() => run()}>
-              {label}
-            </button>
-          ))
+          <>
+            {onMic(p.role) && (
+              <label class="volume">
+                <span>Volume for you · {Math.round(volume * 100)}%</span>
+                <input
+                  type="range"
+                  min={0}
+                  max={200}
+                  step={5}
+                  value={Math.round(volume * 100)}
+                  aria-label={`Volume for ${p.name}`}
+                  onChange={(e) => act(() => api.setVolume(p.id, Number(e.currentTarget.value) / 100))}
+                />
+              </label>
+            )}
+            {onMic(p.role) && (
+              <button type="button" class="menu-item" onClick={() => act(() => api.setVolume(p.id, volume === 0 ? 1 : 0))}>
+                {volume === 0 ? "Unmute for me" : "Mute for me"}
+              </button>
+            )}
+            {items.map(([label, run]) => (
+              <button key={label} type="button" class="menu-item" onClick={() => run()}>
+                {label}
+              </button>
+            ))}
+          </>
         )}
       </div>
     </details>

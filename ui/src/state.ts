@@ -17,6 +17,8 @@ export type Model = {
   speaking: Record<number, ParticipantId | null>;
   /** How loud each speaker is now (0..1), for the speaking rings. */
   levels: Record<ParticipantId, number>;
+  /** Our own volume for people in the space (absent: 1). */
+  volumes: Record<ParticipantId, number>;
   reactions: Reaction[];
   notices: Notice[];
   nextNotice: number;
@@ -27,6 +29,7 @@ export const initialModel: Model = {
   early: [],
   speaking: {},
   levels: {},
+  volumes: {},
   reactions: [],
   notices: [],
   nextNotice: 1,
@@ -79,7 +82,7 @@ function applyEvent(model: Model, event: AppEvent): Model {
       return { ...model, app: { ...app, followed: event.followed } };
     case "current":
       if (event.current === null) {
-        return { ...model, app: { ...app, current: null }, speaking: {}, levels: {}, reactions: [] };
+        return { ...model, app: { ...app, current: null }, speaking: {}, levels: {}, volumes: {}, reactions: [] };
       }
       return { ...model, app: { ...app, current: event.current } };
     case "ended": {
@@ -120,6 +123,11 @@ function applyEvent(model: Model, event: AppEvent): Model {
       return { ...model, app: { ...app, upcoming: event.upcoming } };
     case "blocked":
       return { ...model, app: { ...app, blocked: event.blocked } };
+    case "volumes": {
+      const volumes: Record<ParticipantId, number> = {};
+      for (const v of event.volumes) volumes[v.participant] = v.volume;
+      return { ...model, volumes };
+    }
     case "avatars": {
       const fresh = new Set(event.avatars.map((a) => a.handle));
       return { ...model, app: { ...app, avatars: [...app.avatars.filter((a) => !fresh.has(a.handle)), ...event.avatars] } };

@@ -95,6 +95,12 @@ const MAX_EARLY_US: i64 = 500_000;
 /// the buffer start over with them.
 const RESYNC_AFTER: u32 = 3;
 
+/// How long packets must keep arriving far behind the playout (more than the largest target),
+/// with nothing buffered, before the buffer re-anchors on them: a sender whose clock stood still
+/// while it was quiet. A network stall's backlog arrives all at once and is followed by packets
+/// on time, so it never lasts this long and is dropped as late instead.
+const REANCHOR_AFTER: Duration = Duration::from_millis(160);
+
 /// Decoded frames below this RMS (-40 dBFS) count as quiet: dropping one is inaudible.
 const QUIET_RMS: f32 = 0.01;
 
@@ -205,6 +211,9 @@ pub struct JitterBuffer {
     received: u128,
     last_arrival_us: i64,
     candidate: Option<Candidate>,
+    /// Since when (arrival time) every packet has come far behind the playout with nothing
+    /// buffered; see [`REANCHOR_AFTER`].
+    behind_since: Option<i64>,
 
     // Jitter estimate.
     transits: Box<[i64]>,
@@ -248,6 +257,10 @@ fn ts_to_us(ts: i64) -> i64 {
     ts.saturating_mul(1_000_000) / i64::from(SAMPLE_RATE)
 }
 
+fn us_to_ts(us: i64) -> i64 {
+    us.saturating_mul(i64::from(SAMPLE_RATE)) / 1_000_000
+}
+
 fn us_to_duration(us: i64) -> Duration {
     Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
@@ -283,6 +296,7 @@ impl JitterBuffer {
             received: 0,
             last_arrival_us: 0,
             candidate: None,
+            behind_since: None,
             transits: vec![0; JITTER_WINDOW].into_boxed_slice(),
             transit_scratch: vec![0; JITTER_WINDOW].into_boxed_slice(),
             transit_len: 0,
@@ -325,6 +339,16 @@ impl JitterBuffer {
     /// and when it arrived on the caller's microsecond clock.
     pub fn push(&mut self, seq: u16, timestamp: u32, payload: &[u8], arrival_us: u64) {
         let arrival = clock_us(arrival_us);
+        // A sender back after a pause longer than IDLE_AFTER with nothing buffered: its clock
+        // may not have run meanwhile (a sender that sends nothing while quiet and does not
+        // advance its timestamps), so the old timeline says nothing about the new packets.
+        // Start afresh, as for a new stream.
+        if self.started
+            && self.count == 0
+            && arrival.saturating_sub(self.last_arrival_us) > duration_us(IDLE_AFTER)
+        {
+            self.restart();
+        }
         if !self.started {
             self.start_timeline(seq, timestamp);
         }
@@ -370,9 +394,27 @@ impl JitterBuffer {
         // Late packets still tell us about the network.
         self.observe_transit(transit, arrival);
         if self.playing && (ext_seq <= self.last_seq || ext_ts < self.next_ts) {
+            // Far behind the playout with nothing buffered: not a late packet but a sender
+            // whose clock stood still while it was quiet. Re-anchor on it instead of refusing
+            // every packet it will ever send.
+            let behind = self.next_ts.saturating_sub(ext_ts);
+            if self.count == 0
+                && ext_seq > self.last_seq
+                && behind > us_to_ts(duration_us(MAX_TARGET_DELAY))
+            {
+                let since = *self.behind_since.get_or_insert(arrival);
+                if arrival.saturating_sub(since) >= duration_us(REANCHOR_AFTER) {
+                    self.restart();
+                    self.push(seq, timestamp, payload, arrival_us);
+                    return;
+                }
+            } else {
+                self.behind_since = None;
+            }
             self.stats.late += 1;
             return;
         }
+        self.behind_since = None;
         if ahead < 0 {
             self.stats.reordered += 1;
         }
@@ -648,6 +690,18 @@ impl JitterBuffer {
         self.carry_kind = kind;
     }
 
+    /// Forgets the timeline and the jitter seen: the next packet starts the stream afresh.
+    fn restart(&mut self) {
+        self.behind_since = None;
+        self.transit_len = 0;
+        self.transit_pos = 0;
+        self.playing = false;
+        self.carry_len = 0;
+        self.candidate = None;
+        self.started = false;
+        self.stats.resyncs += 1;
+    }
+
     fn start_timeline(&mut self, seq: u16, timestamp: u32) {
         self.started = true;
         self.high_seq = i64::from(seq);
@@ -850,6 +904,50 @@ mod tests {
             decoded += 1;
         }
         assert!(decoded + 2 >= clean.len(), "only {decoded} frames played");
+    }
+
+    #[test]
+    fn a_sender_back_after_a_pause_is_heard_even_if_its_clock_stopped() {
+        // 20 frames, then 4 s of nothing, then 20 more whose sequence numbers and timestamps
+        // carry straight on, as if no time had passed.
+        let packets = speech_packets(40);
+        let mut arrivals: Vec<Arrival> = (0..40).map(|i| arrival(&packets, i, 9, 0, 5)).collect();
+        for a in &mut arrivals[20..] {
+            a.at_us += 4_000_000;
+        }
+        let mut jb = JitterBuffer::new().unwrap();
+        let played = play(&mut jb, arrivals, 260);
+        let decoded = played
+            .iter()
+            .filter(|(p, _)| p.kind == FrameKind::Decoded)
+            .count();
+        assert!(
+            decoded >= 38,
+            "only {decoded} of 40 frames decoded: {:?}",
+            jb.stats()
+        );
+    }
+
+    #[test]
+    fn a_sender_whose_clock_stood_still_through_a_short_pause_is_heard() {
+        // As above with a pause of 1.5 s: shorter than IDLE_AFTER, so the buffer is still
+        // playing (concealment, then zeros) when the sender comes back 1.5 s "in the past".
+        let packets = speech_packets(40);
+        let mut arrivals: Vec<Arrival> = (0..40).map(|i| arrival(&packets, i, 9, 0, 5)).collect();
+        for a in &mut arrivals[20..] {
+            a.at_us += 1_500_000;
+        }
+        let mut jb = JitterBuffer::new().unwrap();
+        let played = play(&mut jb, arrivals, 160);
+        let decoded = played
+            .iter()
+            .filter(|(p, _)| p.kind == FrameKind::Decoded)
+            .count();
+        assert!(
+            decoded >= 30, // the first REANCHOR_AFTER of the second talk goes while it checks for a stall
+            "only {decoded} of 40 frames decoded: {:?}",
+            jb.stats()
+        );
     }
 
     #[test]

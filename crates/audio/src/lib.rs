@@ -1,7 +1,8 @@
 //! Confab's audio engine: Opus at 48 kHz mono in 20 ms frames (with in-band FEC and DTX), an
 //! adaptive [`JitterBuffer`] that turns each speaker's received RTP packets into one frame per
-//! playout tick, a simpler [`StreamDecoder`] that decodes packets on arrival, WAV files in and
-//! out, and the system's microphones and speakers through cpal.
+//! playout tick, a [`Mixer`] that sums the speakers a listener hears without clipping, a simpler
+//! [`StreamDecoder`] that decodes packets on arrival, WAV files in and out, and the system's
+//! microphones and speakers through cpal.
 //!
 //! Contract: all PCM is `f32` in `[-1, 1]` at [`SAMPLE_RATE`], mono. Nothing here panics on what
 //! comes from a network, a file or a device (corrupt packets, odd WAV files, wild timestamps):
@@ -16,6 +17,7 @@ mod device;
 mod error;
 mod feed;
 mod jitter;
+mod mixer;
 mod stream;
 mod wav;
 
@@ -31,6 +33,7 @@ pub use jitter::{
     JitterStats, MAX_PACKETS, MAX_TARGET_DELAY, MIN_TARGET_DELAY, Pulled, SHRINK_INTERVAL,
     TARGET_DECAY_PER_SECOND,
 };
+pub use mixer::{LIMIT_KNEE, MAX_GAIN, MIX_QUEUE, MIX_SLOTS, MixStats, Mixer};
 pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
 pub use wav::{WavWriter, read_wav};
 

@@ -20,10 +20,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use confab_audio::{Capture, DEFAULT_CUSHION, FRAME_SAMPLES, Playback, SAMPLE_RATE, SpeakerFeed};
+use confab_audio::{
+    Capture, DEFAULT_CUSHION, FRAME_SAMPLES, MAX_GAIN, Mixer, Playback, SAMPLE_RATE, SpeakerFeed,
+};
 use confab_proto::ipc::{
     Account, AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError,
-    IpcErrorCode, ReportKind, Settings, SpeakerLevel, StageAction, Upcoming, UserAvatar,
+    IpcErrorCode, ReportKind, Settings, SpeakerLevel, SpeakerVolume, StageAction, Upcoming,
+    UserAvatar,
 };
 use confab_proto::{
     ClientMsg, MAX_NAME_CHARS, ParticipantId, ReportRequest, ScheduleRequest, Scheduled, SpaceId,
@@ -93,6 +96,8 @@ struct Model {
     blocked: HashSet<String>,
     /// Who each receive slot carries.
     slots: HashMap<usize, ParticipantId>,
+    /// Our own volume for people in the current space (1.0 when absent; 0 mutes for us).
+    volumes: HashMap<ParticipantId, f32>,
     /// Avatars of accounts met in spaces (`None`: asked for, or none set), and when asked.
     avatars: HashMap<String, (Option<String>, std::time::Instant)>,
     current: Option<CurrentSpace>,
@@ -156,6 +161,18 @@ impl From<ClientError> for IpcError {
             other => err(IpcErrorCode::Internal, other.to_string()),
         }
     }
+}
+
+fn volumes_of(v: &HashMap<ParticipantId, f32>) -> Vec<SpeakerVolume> {
+    let mut out: Vec<SpeakerVolume> = v
+        .iter()
+        .map(|(&participant, &volume)| SpeakerVolume {
+            participant,
+            volume,
+        })
+        .collect();
+    out.sort_by_key(|l| l.participant);
+    out
 }
 
 fn account_of(p: &confab_proto::Profile) -> Account {
@@ -225,6 +242,7 @@ impl App {
                 reminders: HashSet::new(),
                 blocked,
                 slots: HashMap::new(),
+                volumes: HashMap::new(),
                 avatars: HashMap::new(),
                 current: None,
             }),
@@ -308,7 +326,11 @@ impl App {
             invited_by: None,
             chat: Vec::new(),
         };
-        lock(&self.inner.model).slots.clear();
+        {
+            let mut m = lock(&self.inner.model);
+            m.slots.clear();
+            m.volumes.clear();
+        }
         self.inner.want_avatars(&current.space.participants);
         lock(&self.inner.model).current = Some(current.clone());
         current
@@ -633,6 +655,39 @@ impl App {
         Ok(())
     }
 
+    /// Sets how loud `participant` of our space is for us (0 mutes them for us only; up to
+    /// [`MAX_GAIN`]).
+    pub async fn set_volume(
+        &self,
+        participant: ParticipantId,
+        volume: f32,
+    ) -> Result<(), IpcError> {
+        if !volume.is_finite() || !(0.0..=MAX_GAIN).contains(&volume) {
+            return Err(err(
+                IpcErrorCode::InvalidInput,
+                format!("a volume is between 0 and {MAX_GAIN}"),
+            ));
+        }
+        let volumes = {
+            let mut m = lock(&self.inner.model);
+            let known = m
+                .current
+                .as_ref()
+                .is_some_and(|c| c.space.participants.iter().any(|p| p.id == participant));
+            if !known {
+                return Err(err(IpcErrorCode::InvalidInput, "no such participant here"));
+            }
+            if volume == 1.0 {
+                m.volumes.remove(&participant);
+            } else {
+                m.volumes.insert(participant, volume);
+            }
+            volumes_of(&m.volumes)
+        };
+        self.inner.emit(AppEvent::Volumes { volumes }).await;
+        Ok(())
+    }
+
     /// Sets the account's bio and avatar (standard base64 of a PNG or JPEG of at most 64 KiB,
     /// or `None` for none); the display name stays.
     pub async fn update_profile(
@@ -845,16 +900,17 @@ impl Inner {
         let _ = self.events.send(event).await;
     }
 
-    /// Whether receive slot `slot` carries someone whose account we blocked.
-    fn slot_blocked(&self, slot: usize) -> bool {
+    /// Our volume for whoever receive slot `slot` carries, or `None` for someone whose
+    /// account we blocked (their audio is dropped).
+    fn slot_gain(&self, slot: usize) -> Option<f32> {
         let m = lock(&self.model);
-        if m.blocked.is_empty() {
-            return false;
+        let (Some(&who), Some(cur)) = (m.slots.get(&slot), m.current.as_ref()) else {
+            return Some(1.0);
+        };
+        if stage::is_blocked(cur, who, &m.blocked) {
+            return None;
         }
-        match (m.slots.get(&slot), m.current.as_ref()) {
-            (Some(&who), Some(cur)) => stage::is_blocked(cur, who, &m.blocked),
-            _ => false,
-        }
+        Some(m.volumes.get(&who).copied().unwrap_or(1.0))
     }
 
     fn followed_view(&self) -> Vec<FollowedHost> {
@@ -1580,6 +1636,8 @@ impl SlotLevels {
 async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
     let speaker = Arc::clone(&lock(&inner.audio).speaker);
     let mut levels = SlotLevels::default();
+    // Every speaker's frames sum into the one stream the speaker plays, each at our volume.
+    let mut mixer = Mixer::new();
     let mut ticker = tokio::time::interval(LEVEL_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -1590,12 +1648,13 @@ async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
                 Some(ev) => inner.on_event(ev).await,
             },
             Some(frame) = streams.audio.recv() => {
-                if inner.slot_blocked(frame.slot) {
-                    continue;
-                }
+                let Some(gain) = inner.slot_gain(frame.slot) else {
+                    continue; // someone we blocked
+                };
                 levels.add(frame.slot, &frame.samples);
+                mixer.set_gain(frame.slot, gain);
                 if let Some(feed) = lock(&speaker).as_mut() {
-                    feed.push(&frame.samples);
+                    mixer.push(frame.slot, &frame.samples, |mixed| feed.push(mixed));
                 }
             }
             _ = ticker.tick() => {

@@ -141,6 +141,8 @@ pub async fn listen(
         None => None,
     };
     let mut playback = None;
+    // Every speaker's frames sum into the one stream the speaker plays.
+    let mut mixer = confab_audio::Mixer::new();
     if recorder.is_none() {
         let (pb, ring) = confab_audio::Playback::start(None).context("opening the speaker")?;
         // A cushion of silence absorbs network lateness (the adaptive buffer is issue 5).
@@ -166,7 +168,7 @@ pub async fn listen(
                 Some(frame) => {
                     if let Some(rec) = recorder.as_mut() { rec.add(&frame)?; }
                     if let Some((_, feed)) = playback.as_mut() {
-                        feed.push(&frame.samples);
+                        mixer.push(frame.slot, &frame.samples, |mixed| feed.push(mixed));
                     }
                 }
                 None => break,

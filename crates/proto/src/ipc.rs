@@ -195,6 +195,8 @@ pub enum AppEvent {
     Blocked { blocked: Vec<String> },
     /// Avatars of accounts in our space, as they are fetched.
     Avatars { avatars: Vec<UserAvatar> },
+    /// Our own volumes for people in the space (absent means 1).
+    Volumes { volumes: Vec<SpeakerVolume> },
     /// A space we asked to be reminded of started: the shell shows a system notification.
     Reminder { space: SpaceSummary },
 }
@@ -206,6 +208,15 @@ pub enum AppEvent {
 pub struct SpeakerLevel {
     pub participant: ParticipantId,
     pub rms: f32,
+}
+
+/// How loud we hear one participant (0 mutes them for us alone).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct SpeakerVolume {
+    pub participant: ParticipantId,
+    pub volume: f32,
 }
 
 /// Something a participant asks of the stage. The server decides whether the role allows it.

@@ -413,6 +413,26 @@ async fn the_stage_from_the_app_hands_reactions_chat_blocks_and_reminders() {
     })
     .await;
 
+    // Cy turns Bob down for herself; a wild volume or a stranger is refused.
+    cy.set_volume(bob_id, 0.5).await.unwrap();
+    until(&mut cy_ev, 10, "the volume", |e| {
+        matches!(e, AppEvent::Volumes { volumes } if volumes.len() == 1 && volumes[0].participant == bob_id && volumes[0].volume == 0.5)
+    })
+    .await;
+    for bad in [f32::NAN, -1.0, 9.0] {
+        assert_eq!(
+            cy.set_volume(bob_id, bad).await.unwrap_err().code,
+            IpcErrorCode::InvalidInput
+        );
+    }
+    assert_eq!(
+        cy.set_volume(confab_proto::ParticipantId(9999), 1.0)
+            .await
+            .unwrap_err()
+            .code,
+        IpcErrorCode::InvalidInput
+    );
+
     // A reaction reaches everyone; chat too; the host deletes a message.
     bob.stage(StageAction::React {
         emoji: "👏".into()
