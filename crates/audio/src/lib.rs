@@ -17,6 +17,7 @@ mod error;
 mod feed;
 mod jitter;
 mod stream;
+mod voice;
 mod wav;
 
 pub use codec::{Decoder, Encoded, Encoder, EncoderConfig, packet_has_fec};
@@ -32,6 +33,10 @@ pub use jitter::{
     TARGET_DECAY_PER_SECOND,
 };
 pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
+pub use voice::{
+    AGC_FALL_DB_PER_SECOND, AGC_MAX_GAIN_DB, AGC_MIN_GAIN_DB, AGC_RISE_DB_PER_SECOND,
+    AGC_TARGET_DBFS, LIMITER_CEILING, VOICE_BLOCK, VoiceConfig, VoiceProcessor,
+};
 pub use wav::{WavWriter, read_wav};
 
 /// The one sample rate of Confab's audio path (Opus, devices, files).
