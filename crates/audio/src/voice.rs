@@ -188,7 +188,10 @@ impl VoiceProcessor {
 
     /// Switches automatic gain control (the limiter stays on).
     pub fn set_agc(&mut self, on: bool) {
-        self.set_config(VoiceConfig { agc: on, ..self.config });
+        self.set_config(VoiceConfig {
+            agc: on,
+            ..self.config
+        });
     }
 
     /// Gives the echo canceller a frame of what is being played (10 or 20 ms). Call it once per
@@ -290,8 +293,16 @@ impl VoiceProcessor {
             *dst = src * I16_SCALE;
         }
         let vad = self.denoise.process_frame(&mut self.ns_out, &self.ns_in);
-        let vad = if vad.is_finite() { vad.clamp(0.0, 1.0) } else { 0.0 };
-        let target_mix = if self.config.noise_suppression { 1.0 } else { 0.0 };
+        let vad = if vad.is_finite() {
+            vad.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let target_mix = if self.config.noise_suppression {
+            1.0
+        } else {
+            0.0
+        };
         let step = (target_mix - self.ns_mix) / VOICE_BLOCK as f32;
         for i in 0..VOICE_BLOCK {
             let mix = self.ns_mix + step * (i + 1) as f32;
@@ -349,7 +360,11 @@ fn check_frame(len: usize) -> Result<(), AudioError> {
 
 /// NaN and infinities become silence; anything beyond full scale is clipped to it.
 fn sanitize(x: f32) -> f32 {
-    if x.is_finite() { x.clamp(-1.0, 1.0) } else { 0.0 }
+    if x.is_finite() {
+        x.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 fn db_to_gain(db: f32) -> f32 {
@@ -437,10 +452,9 @@ struct Vad {
 }
 
 impl Vad {
-    /// Probability above which a block starts speech.
+    /// Probability from which a block is speech (RNNoise gives 0.1–0.4 for steady noise it has
+    /// learnt, 0.9+ for voiced speech).
     const ON: f32 = 0.6;
-    /// Probability below which a block no longer sustains it.
-    const OFF: f32 = 0.3;
     /// Hang-over: 200 ms, so the ring does not flicker between words.
     const HANG_BLOCKS: u32 = 20;
 
@@ -451,12 +465,10 @@ impl Vad {
         if probability >= Self::ON {
             self.speaking = true;
             self.hang = Self::HANG_BLOCKS;
-        } else if probability < Self::OFF || !self.speaking {
-            if self.hang > 0 {
-                self.hang -= 1;
-            } else {
-                self.speaking = false;
-            }
+        } else if self.hang > 0 {
+            self.hang -= 1;
+        } else {
+            self.speaking = false;
         }
     }
 }
@@ -537,7 +549,9 @@ impl Limiter {
     fn process(&mut self, block: &mut [f32; VOICE_BLOCK]) {
         for x in block.iter_mut() {
             let peak = x.abs();
-            self.envelope = (self.envelope * Self::RELEASE).max(peak).max(LIMITER_CEILING);
+            self.envelope = (self.envelope * Self::RELEASE)
+                .max(peak)
+                .max(LIMITER_CEILING);
             *x *= LIMITER_CEILING / self.envelope;
         }
     }
@@ -546,9 +560,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_testkit::signal::{
-        align, echo_path, pink_noise, rms, speech_like, white_noise,
-    };
+    use confab_testkit::signal::{align, echo_path, pink_noise, rms, speech_like, white_noise};
 
     const RATE: usize = crate::SAMPLE_RATE as usize;
     /// RNNoise's one-block delay: where an input sample comes out.
@@ -573,7 +585,8 @@ mod tests {
             if let Some(far) = far {
                 p.push_far_end(&far[i..i + frame]).unwrap();
             }
-            p.process(&mic[i..i + frame], &mut out[i..i + frame]).unwrap();
+            p.process(&mic[i..i + frame], &mut out[i..i + frame])
+                .unwrap();
         }
         out
     }
@@ -589,7 +602,8 @@ mod tests {
     fn sine(freq: f64, amplitude: f32, seconds: f64) -> Vec<f32> {
         (0..(seconds * RATE as f64) as usize)
             .map(|i| {
-                amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / RATE as f64).sin() as f32
+                amplitude
+                    * (2.0 * std::f64::consts::PI * freq * i as f64 / RATE as f64).sin() as f32
             })
             .collect()
     }
@@ -626,6 +640,303 @@ mod tests {
         let mut off = VoiceProcessor::new(only(|_| {}));
         let out = run(&mut off, &hum, None, VOICE_BLOCK);
         let loss = dbfs(&hum[RATE..]) - dbfs(&out[RATE..]);
-        assert!(loss.abs() < 0.5, "hum changed by {loss:.1} dB with the filter off");
+        assert!(
+            loss.abs() < 0.5,
+            "hum changed by {loss:.1} dB with the filter off"
+        );
+    }
+
+    /// Clean speech in two 4 s stretches with silence around, and the same plus stationary
+    /// pink noise at 5 dB SNR (against the speech's level while it plays).
+    fn noisy_speech() -> (Vec<f32>, Vec<f32>) {
+        let mut clean = speech_like(12.0, 7);
+        gate(&mut clean, &[(1.0, 5.0), (6.5, 10.5)]);
+        let speech_rms = rms(&clean[secs(1.0)..secs(5.0)]);
+        let noise = pink_noise(12.0, speech_rms / 10f64.powf(5.0 / 20.0), 8);
+        let noisy = clean.iter().zip(&noise).map(|(s, n)| s + n).collect();
+        (clean, noisy)
+    }
+
+    /// Noise-only stretches (the second pause and the tail, after RNNoise has heard noise
+    /// for a while: in its first second it calls pink noise speech half the time), and the
+    /// speech stretches, in seconds.
+    const NOISE_ONLY: [(f64, f64); 2] = [(5.3, 6.4), (10.8, 12.0)];
+    const SPEECH: [(f64, f64); 2] = [(1.0, 5.0), (6.5, 10.5)];
+
+    fn segment(x: &[f32], (a, b): (f64, f64), delay: usize) -> &[f32] {
+        &x[secs(a) + delay..(secs(b) + delay).min(x.len())]
+    }
+
+    #[test]
+    fn noise_suppression_removes_stationary_noise_and_keeps_speech() {
+        let (clean, noisy) = noisy_speech();
+        let mut on = VoiceProcessor::new(only(|c| c.noise_suppression = true));
+        let out = run(&mut on, &noisy, None, VOICE_BLOCK);
+        let mut off = VoiceProcessor::new(only(|_| {}));
+        let bypass = run(&mut off, &noisy, None, 2 * VOICE_BLOCK);
+
+        for seg in NOISE_ONLY {
+            let drop = dbfs(segment(&noisy, seg, 0)) - dbfs(segment(&out, seg, NS_DELAY));
+            eprintln!("noise-only {seg:?}: {drop:.1} dB quieter with suppression");
+            assert!(drop >= 15.0, "noise only {drop:.1} dB down in {seg:?}");
+            let unchanged = dbfs(segment(&noisy, seg, 0)) - dbfs(segment(&bypass, seg, NS_DELAY));
+            assert!(
+                unchanged.abs() < 0.1,
+                "suppression off changed noise by {unchanged:.2} dB"
+            );
+        }
+        for seg in SPEECH {
+            let reference = segment(&clean, seg, 0);
+            let before = align(&noisy, reference, reference.len()).unwrap();
+            let after = align(&out, reference, reference.len()).unwrap();
+            let passed = align(&bypass, reference, reference.len()).unwrap();
+            eprintln!(
+                "speech {seg:?}: correlation with clean {:.3} noisy, {:.3} suppressed, {:.3} bypass; \
+                 lag {} ",
+                before.ncc,
+                after.ncc,
+                passed.ncc,
+                after.lag - secs(seg.0) as i64
+            );
+            assert_eq!(after.lag - secs(seg.0) as i64, NS_DELAY as i64, "{after:?}");
+            assert!(after.ncc >= 0.9, "speech mangled: {after:?}");
+            assert!(
+                after.ncc > before.ncc,
+                "no better than the noisy input: {after:?} vs {before:?}"
+            );
+            // Off, only the limiter may touch the odd peak above -1 dBFS.
+            assert!(
+                (passed.ncc - before.ncc).abs() < 0.01,
+                "bypass changed speech: {passed:?}"
+            );
+            // Speech keeps its level (within 3 dB) rather than being ducked with the noise.
+            let level = dbfs(segment(&out, seg, NS_DELAY)) - dbfs(reference);
+            assert!(level.abs() <= 3.0, "speech level changed by {level:.1} dB");
+        }
+    }
+
+    #[test]
+    fn voice_activity_flags_speech_and_not_noise() {
+        let (clean, noisy) = noisy_speech();
+        for (name, mic) in [("clean", &clean), ("noisy", &noisy)] {
+            let mut p = VoiceProcessor::new(only(|c| c.noise_suppression = true));
+            let mut flags = Vec::new();
+            let mut out = [0f32; VOICE_BLOCK];
+            for block in mic.chunks_exact(VOICE_BLOCK) {
+                p.process(block, &mut out).unwrap();
+                flags.push(p.is_speech());
+            }
+            // Block k of the output is input block k-1: judge it against that.
+            let truth = |k: usize| {
+                let start = k.checked_sub(1)? * VOICE_BLOCK;
+                Some(rms(&clean[start..start + VOICE_BLOCK]))
+            };
+            let (mut speech, mut speech_hit, mut quiet, mut quiet_hit) = (0, 0, 0, 0);
+            for (k, &flag) in flags.iter().enumerate() {
+                let t = (k * VOICE_BLOCK) as f64 / RATE as f64;
+                let Some(level) = truth(k) else { continue };
+                if SPEECH.iter().any(|&(a, b)| t >= a && t < b) && level > 0.02 {
+                    speech += 1;
+                    speech_hit += flag as usize;
+                } else if NOISE_ONLY.iter().any(|&(a, b)| t >= a && t < b) {
+                    quiet += 1;
+                    quiet_hit += flag as usize;
+                }
+            }
+            let speech_rate = speech_hit as f64 / speech as f64;
+            let quiet_rate = quiet_hit as f64 / quiet as f64;
+            eprintln!(
+                "{name}: {speech_rate:.2} of {speech} speech blocks flagged, {quiet_rate:.2} of {quiet} quiet"
+            );
+            assert!(
+                speech_rate >= 0.8,
+                "{name}: speech flagged only {speech_rate:.2}"
+            );
+            assert!(
+                quiet_rate <= 0.1,
+                "{name}: silence or noise flagged {quiet_rate:.2}"
+            );
+        }
+    }
+
+    /// Speech scaled so its RMS while it plays is `dbfs`.
+    fn speech_at(dbfs_level: f64, seconds: f64, seed: u64) -> Vec<f32> {
+        let mut s = speech_like(seconds, seed);
+        let level = rms(&s);
+        let scale = 10f64.powf(dbfs_level / 20.0) / level;
+        s.iter_mut().for_each(|x| *x = (*x as f64 * scale) as f32);
+        s
+    }
+
+    #[test]
+    fn agc_brings_quiet_speech_up_never_clips_and_leaves_silence_alone() {
+        // Quiet speech (a laptop microphone across the room).
+        let quiet = speech_at(-40.0, 8.0, 21);
+        let mut p = VoiceProcessor::new(only(|c| c.agc = true));
+        let out = run(&mut p, &quiet, None, VOICE_BLOCK);
+        let levels: Vec<f64> = (0..8)
+            .map(|s| dbfs(&out[s * RATE..((s + 1) * RATE).min(out.len())]))
+            .collect();
+        eprintln!(
+            "quiet speech at -40 dBFS, output per second: {levels:.1?}, gain {:.1} dB",
+            p.agc_gain_db()
+        );
+        assert!(
+            levels[4..].iter().all(|&l| l >= -25.0 && l <= -17.0),
+            "{levels:.1?}"
+        );
+
+        // Without it the level stays where it was.
+        let mut off = VoiceProcessor::new(only(|_| {}));
+        let flat = run(&mut off, &quiet, None, VOICE_BLOCK);
+        assert!((dbfs(&flat[4 * RATE..]) + 40.0).abs() < 1.0);
+
+        // Loud speech peaking above full scale: brought down, never clipped.
+        let loud = speech_at(-6.0, 6.0, 22);
+        let peak_in = loud.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let mut p = VoiceProcessor::new(only(|c| c.agc = true));
+        let out = run(&mut p, &loud, None, VOICE_BLOCK);
+        let peak = out.iter().fold(0f32, |m, x| m.max(x.abs()));
+        eprintln!(
+            "loud speech: input peak {peak_in:.2}, output peak {peak:.3}, level {:.1} dBFS",
+            dbfs(&out[3 * RATE..])
+        );
+        assert!(peak <= LIMITER_CEILING + 1e-6, "peak {peak}");
+        assert!((dbfs(&out[3 * RATE..]) - AGC_TARGET_DBFS as f64).abs() <= 4.0);
+
+        // Room tone alone (no speech): not raised.
+        let room = white_noise(6.0, 10f64.powf(-60.0 / 20.0), 23);
+        let mut p = VoiceProcessor::new(only(|c| c.agc = true));
+        let out = run(&mut p, &room, None, VOICE_BLOCK);
+        let raised = dbfs(&out[RATE..]) - dbfs(&room[RATE..]);
+        eprintln!(
+            "room tone at -60 dBFS raised by {raised:.1} dB, gain {:.1} dB",
+            p.agc_gain_db()
+        );
+        assert!(raised <= 1.0, "silence raised by {raised:.1} dB");
+    }
+
+    /// Far-end speech alone 0–6 s, near-end speech alone 6–9 s, both 9–12 s; the far end
+    /// reaches the microphone through an 80 ms delay and a 30 ms room at -6 dB.
+    fn echo_scene() -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut far = speech_like(12.0, 31);
+        gate(&mut far, &[(0.0, 6.0), (9.0, 12.0)]);
+        let mut near = speech_like(12.0, 32);
+        gate(&mut near, &[(6.0, 12.0)]);
+        near.iter_mut().for_each(|x| *x *= 0.5);
+        let echo = echo_path(&far, 80.0, 30.0, 0.3, 33);
+        let floor = white_noise(12.0, 3e-4, 34);
+        let mic = (0..far.len())
+            .map(|i| echo[i] + near[i] + floor[i])
+            .collect();
+        (far, near, echo, mic)
+    }
+
+    #[test]
+    fn echo_cancellation_removes_the_far_end_and_keeps_the_near_end() {
+        let (far, near, echo, mic) = echo_scene();
+        let mut on = VoiceProcessor::new(only(|c| c.echo_cancel = true));
+        let out = run(&mut on, &mic, Some(&far), 2 * VOICE_BLOCK);
+        let mut off = VoiceProcessor::new(only(|_| {}));
+        let raw = run(&mut off, &mic, Some(&far), 2 * VOICE_BLOCK);
+
+        // After two seconds to converge, during far-end-only speech.
+        let erle = |out: &[f32]| {
+            let e: f64 = echo[secs(2.0)..secs(6.0)]
+                .iter()
+                .map(|x| (*x as f64).powi(2))
+                .sum();
+            let r: f64 = out[secs(2.0)..secs(6.0)]
+                .iter()
+                .map(|x| (*x as f64).powi(2))
+                .sum();
+            db(e / r)
+        };
+        eprintln!("ERLE {:.1} dB on, {:.1} dB off", erle(&out), erle(&raw));
+        assert!(erle(&out) >= 30.0, "ERLE {:.1} dB", erle(&out));
+        assert!(erle(&raw).abs() < 1.0);
+
+        let near_only = &near[secs(6.3)..secs(9.0)];
+        let a = align(&out, near_only, near_only.len()).unwrap();
+        let level =
+            dbfs(&out[(secs(6.3) as i64 + a.lag - secs(6.3) as i64) as usize..][..near_only.len()])
+                - dbfs(near_only);
+        eprintln!("near end alone: {a:?}, level {level:+.1} dB");
+        assert!(a.ncc >= 0.95 && level.abs() <= 1.0, "{a:?} {level:.1} dB");
+
+        // Double talk, at the lag the near end alone came out with: AEC3 ducks the near end
+        // while the echo is as loud as it (these two synthetic voices share a spectrum), but
+        // it must stay clearly more present than the echo.
+        let lag = (a.lag - secs(6.3) as i64) as usize;
+        let ncc = |x: &[f32], lag: usize| {
+            let (a, b) = (secs(9.5), secs(11.9));
+            let dot: f64 = (a..b).map(|i| near[i] as f64 * x[i + lag] as f64).sum();
+            let e1: f64 = (a..b).map(|i| (near[i] as f64).powi(2)).sum();
+            let e2: f64 = (a..b).map(|i| (x[i + lag] as f64).powi(2)).sum();
+            dot / (e1 * e2).sqrt()
+        };
+        let (out_ncc, mic_ncc) = (ncc(&out, lag), ncc(&mic, 0));
+        eprintln!(
+            "double talk: correlation with the near end {out_ncc:.2} (microphone {mic_ncc:.2})"
+        );
+        assert!(
+            out_ncc >= 0.8 && out_ncc > mic_ncc,
+            "double talk: {out_ncc:.2} vs {mic_ncc:.2}"
+        );
+    }
+
+    #[test]
+    fn wild_input_never_panics_or_leaks_nan() {
+        let mut p = VoiceProcessor::new(VoiceConfig::default());
+        let speech = speech_like(2.0, 41);
+        let mut out = vec![0f32; 2 * VOICE_BLOCK];
+        let wild = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            -1e30,
+            3.0,
+            f32::MIN_POSITIVE,
+        ];
+        for (k, frame) in speech.chunks_exact(2 * VOICE_BLOCK).enumerate() {
+            let mut frame = frame.to_vec();
+            if (10..60).contains(&k) {
+                for (i, x) in frame.iter_mut().enumerate() {
+                    *x = wild[(i + k) % wild.len()];
+                }
+            }
+            p.push_far_end(&frame).unwrap();
+            p.process(&frame, &mut out).unwrap();
+            assert!(
+                out.iter().all(|x| x.is_finite() && x.abs() <= 1.0),
+                "frame {k}: {out:?}"
+            );
+        }
+        // And it still passes speech afterwards.
+        let tail = run(&mut p, &speech_like(1.0, 42), None, VOICE_BLOCK);
+        assert!(
+            dbfs(&tail) > -40.0,
+            "silent after wild input: {:.1} dBFS",
+            dbfs(&tail)
+        );
+
+        assert!(p.process(&[0.0; 100], &mut [0.0; 100]).is_err());
+        assert!(p.process(&[0.0; 480], &mut [0.0; 960]).is_err());
+        assert!(p.push_far_end(&[0.0; 1]).is_err());
+    }
+
+    #[test]
+    fn twenty_ms_frames_give_the_same_audio_as_ten_ms_frames() {
+        // Echo cancellation aside: AEC3 sees its far end in a different order with 20 ms frames.
+        let (_, noisy) = noisy_speech();
+        let mic = &noisy[..secs(3.0)];
+        let config = VoiceConfig {
+            echo_cancel: false,
+            ..VoiceConfig::default()
+        };
+        let a = run(&mut VoiceProcessor::new(config), mic, None, VOICE_BLOCK);
+        let b = run(&mut VoiceProcessor::new(config), mic, None, 2 * VOICE_BLOCK);
+        assert!(a == b, "10 ms and 20 ms frames differ");
     }
 }

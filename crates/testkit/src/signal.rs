@@ -74,7 +74,9 @@ pub fn white_noise(seconds: f64, rms: f64, seed: u64) -> Vec<f32> {
     let n = (seconds * RATE as f64) as usize;
     let mut next = uniform(seed);
     let scale = rms * 3f64.sqrt();
-    (0..n).map(|_| ((next() * 2.0 - 1.0) * scale) as f32).collect()
+    (0..n)
+        .map(|_| ((next() * 2.0 - 1.0) * scale) as f32)
+        .collect()
 }
 
 /// Stationary pink (1/f) noise at the given RMS level: white noise through Paul Kellet's
