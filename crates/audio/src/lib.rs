@@ -1,7 +1,8 @@
 //! Confab's audio engine: Opus at 48 kHz mono in 20 ms frames (with in-band FEC and DTX), an
 //! adaptive [`JitterBuffer`] that turns each speaker's received RTP packets into one frame per
-//! playout tick, a simpler [`StreamDecoder`] that decodes packets on arrival, WAV files in and
-//! out, and the system's microphones and speakers through cpal.
+//! playout tick, a simpler [`StreamDecoder`] that decodes packets on arrival, the microphone's
+//! [`VoiceProcessor`] (high-pass, echo cancellation, noise suppression, gain control, voice
+//! activity), WAV files in and out, and the system's microphones and speakers through cpal.
 //!
 //! Contract: all PCM is `f32` in `[-1, 1]` at [`SAMPLE_RATE`], mono. Nothing here panics on what
 //! comes from a network, a file or a device (corrupt packets, odd WAV files, wild timestamps):

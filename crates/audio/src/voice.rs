@@ -109,7 +109,8 @@ impl Default for VoiceConfig {
     }
 }
 
-/// The microphone's voice processing chain (see the [module docs](self)).
+/// The microphone's voice processing chain: high-pass, echo cancellation, noise suppression,
+/// gain control and a limiter (the `voice` module's docs give the why and the measurements).
 ///
 /// Feed the far end (what went to the speaker, the mix of everyone else) with
 /// [`push_far_end`](Self::push_far_end) as it is played, and each microphone frame with
