@@ -25,6 +25,10 @@ pub enum AudioError {
     #[error("expected a 20 ms frame of {expected} samples, got {got}")]
     FrameSize { expected: usize, got: usize },
 
+    /// Voice processing takes 10 ms or 20 ms frames at 48 kHz (and an output as long as the input).
+    #[error("voice processing takes 10 ms (480) or 20 ms (960) sample frames, got {got}")]
+    VoiceFrameSize { got: usize },
+
     /// An output buffer is shorter than the operation needs.
     #[error("{what} buffer too small: need at least {needed}, got {got}")]
     BufferTooSmall {

@@ -1,8 +1,9 @@
 //! Confab's audio engine: Opus at 48 kHz mono in 20 ms frames (with in-band FEC and DTX), an
 //! adaptive [`JitterBuffer`] that turns each speaker's received RTP packets into one frame per
 //! playout tick, a [`Mixer`] that sums the speakers a listener hears without clipping, a simpler
-//! [`StreamDecoder`] that decodes packets on arrival, WAV files in and out, and the system's
-//! microphones and speakers through cpal.
+//! [`StreamDecoder`] that decodes packets on arrival, the microphone's [`VoiceProcessor`]
+//! (high-pass, echo cancellation, noise suppression, gain control, voice activity), WAV files in
+//! and out, and the system's microphones and speakers through cpal.
 //!
 //! Contract: all PCM is `f32` in `[-1, 1]` at [`SAMPLE_RATE`], mono. Nothing here panics on what
 //! comes from a network, a file or a device (corrupt packets, odd WAV files, wild timestamps):
@@ -19,6 +20,7 @@ mod feed;
 mod jitter;
 mod mixer;
 mod stream;
+mod voice;
 mod wav;
 
 pub use codec::{Decoder, Encoded, Encoder, EncoderConfig, packet_has_fec};
@@ -35,6 +37,10 @@ pub use jitter::{
 };
 pub use mixer::{LIMIT_KNEE, MAX_GAIN, MIX_QUEUE, MIX_SLOTS, MixStats, Mixer};
 pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
+pub use voice::{
+    AGC_FALL_DB_PER_SECOND, AGC_MAX_GAIN_DB, AGC_MIN_GAIN_DB, AGC_RISE_DB_PER_SECOND,
+    AGC_TARGET_DBFS, LIMITER_CEILING, VOICE_BLOCK, VoiceConfig, VoiceProcessor,
+};
 pub use wav::{WavWriter, read_wav};
 
 /// The one sample rate of Confab's audio path (Opus, devices, files).

@@ -53,6 +53,90 @@ pub fn speech_like(seconds: f64, seed: u64) -> Vec<f32> {
     out
 }
 
+/// A seeded xorshift generator of uniform numbers in [0, 1): the same sequence on every
+/// platform, so a failing noise test reproduces from its seed alone.
+fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Stationary white noise at the given RMS level (uniform samples, so peaks stay at
+/// `rms * sqrt(3)`). Deterministic for a given `seed`.
+pub fn white_noise(seconds: f64, rms: f64, seed: u64) -> Vec<f32> {
+    let n = (seconds * RATE as f64) as usize;
+    let mut next = uniform(seed);
+    let scale = rms * 3f64.sqrt();
+    (0..n)
+        .map(|_| ((next() * 2.0 - 1.0) * scale) as f32)
+        .collect()
+}
+
+/// Stationary pink (1/f) noise at the given RMS level: white noise through Paul Kellet's
+/// economy filter, the usual stand-in for fans, air conditioning and room tone.
+pub fn pink_noise(seconds: f64, rms: f64, seed: u64) -> Vec<f32> {
+    let white = white_noise(seconds, 1.0, seed);
+    let (mut b0, mut b1, mut b2) = (0f64, 0f64, 0f64);
+    let mut out: Vec<f64> = white
+        .iter()
+        .map(|&w| {
+            let w = w as f64;
+            b0 = 0.99765 * b0 + w * 0.0990460;
+            b1 = 0.96300 * b1 + w * 0.2965164;
+            b2 = 0.57000 * b2 + w * 1.0526913;
+            b0 + b1 + b2 + w * 0.1848
+        })
+        .collect();
+    let level = (out.iter().map(|x| x * x).sum::<f64>() / out.len().max(1) as f64).sqrt();
+    if level > 0.0 {
+        out.iter_mut().for_each(|x| *x *= rms / level);
+    }
+    out.into_iter().map(|x| x as f32).collect()
+}
+
+/// A simulated loudspeaker-to-microphone path: what a microphone hears of `far_end` played by
+/// the speaker in a small room. The signal is delayed by `delay_ms`, scaled by `gain`, and
+/// smeared by a short room impulse response (a direct path plus exponentially decaying,
+/// seeded reflections over `tail_ms`, with a gentle low-pass for the speaker and the air).
+pub fn echo_path(far_end: &[f32], delay_ms: f64, tail_ms: f64, gain: f64, seed: u64) -> Vec<f32> {
+    let delay = (delay_ms * RATE as f64 / 1000.0) as usize;
+    let taps = ((tail_ms * RATE as f64 / 1000.0) as usize).max(1);
+    let mut next = uniform(seed);
+    let mut ir = vec![0f64; taps];
+    ir[0] = 1.0;
+    // Reflections decay by 60 dB over the tail (an RT60 of `tail_ms`).
+    let decay = (-6.9 / taps as f64).exp();
+    let mut envelope = 0.5;
+    for tap in ir.iter_mut().skip(RATE / 1000) {
+        envelope *= decay;
+        *tap = (next() * 2.0 - 1.0) * envelope;
+    }
+    // A one-pole low-pass over the response: speakers and air lose the top end.
+    let mut state = 0.0;
+    for tap in ir.iter_mut() {
+        state = 0.6 * state + 0.4 * *tap;
+        *tap = state;
+    }
+    let norm = ir.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let mut out = vec![0f32; far_end.len()];
+    for (i, o) in out.iter_mut().enumerate().skip(delay) {
+        let t = i - delay;
+        let mut acc = 0.0;
+        for (k, h) in ir.iter().enumerate().take(t + 1) {
+            acc += h * far_end[t - k] as f64;
+        }
+        *o = (acc * gain / norm) as f32;
+    }
+    out
+}
+
 /// The best alignment of `recording` inside `reference`.
 #[derive(Clone, Copy, Debug)]
 pub struct Alignment {
