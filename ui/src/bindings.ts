@@ -704,7 +704,11 @@ inputDevice: string | null;
 /**
  * Speaker by id; `None` follows the system default.
  */
-outputDevice: string | null }
+outputDevice: string | null; 
+/**
+ * The microphone's voice processing, each switchable (all on by default).
+ */
+voice: VoiceSettings }
 /**
  * A space's public id: 12 characters of lowercase base32 (`a-z`, `2-7`), as it appears in
  * URLs and in `confab://space/<ID>` links.
@@ -795,6 +799,10 @@ src: string }
  * `a-z`, `0-9` and `_`. Participants without one are signed out and may only listen.
  */
 export type UserId = string
+/**
+ * Which stages of the microphone's voice processing run.
+ */
+export type VoiceSettings = { noiseSuppression: boolean; echoCancellation: boolean; autoGain: boolean }
 
 /** tauri-specta globals **/
 

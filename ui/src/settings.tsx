@@ -107,6 +107,29 @@ export function SettingsView({ app, act }: Props) {
             ))}
           </select>
         </label>
+        <fieldset class="voice-options">
+          <legend>Voice processing</legend>
+          {(
+            [
+              ["noiseSuppression", "Noise suppression", "Removes steady room noise: fans, hum, traffic"],
+              ["echoCancellation", "Echo cancellation", "Keeps what your speakers play out of your microphone"],
+              ["autoGain", "Automatic gain", "Brings a quiet or loud voice to an even level"],
+            ] as const
+          ).map(([key, label, hint]) => (
+            <label key={key} class="check">
+              <input
+                type="checkbox"
+                name={key}
+                checked={settings.voice[key]}
+                onChange={(e) => edit({ voice: { ...settings.voice, [key]: e.currentTarget.checked } })}
+              />
+              <span>
+                {label}
+                <small class="hint">{hint}</small>
+              </span>
+            </label>
+          ))}
+        </fieldset>
         <button type="button" class="secondary" onClick={() => act(() => api.playTestSound())}>
           <Icon name="speaker" />
           Play test sound

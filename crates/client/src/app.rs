@@ -16,17 +16,18 @@ mod web;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use confab_audio::{
     Capture, DEFAULT_CUSHION, FRAME_SAMPLES, MAX_GAIN, Mixer, Playback, SAMPLE_RATE, SpeakerFeed,
+    VoiceConfig, VoiceProcessor,
 };
 use confab_proto::ipc::{
     Account, AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError,
     IpcErrorCode, ReportKind, Settings, SpeakerLevel, SpeakerVolume, StageAction, Upcoming,
-    UserAvatar,
+    UserAvatar, VoiceSettings,
 };
 use confab_proto::{
     ClientMsg, MAX_NAME_CHARS, ParticipantId, ReportRequest, ScheduleRequest, Scheduled, SpaceId,
@@ -78,6 +79,8 @@ struct Inner {
     audio: Mutex<Audio>,
     muted: Arc<AtomicBool>,
     meter: Arc<AtomicBool>,
+    /// Which voice-processing stages run ([`voice_bits`]); read by the capture loop.
+    voice: Arc<AtomicU8>,
     /// Our microphone's level (f32 bits) for our own speaking ring, while we are on the mic.
     my_level: Arc<AtomicU32>,
     shutdown: watch::Sender<bool>,
@@ -130,6 +133,8 @@ struct Audio {
     playback: Option<Playback>,
     speaker: Arc<Mutex<Option<SpeakerFeed>>>,
     mic: Arc<Mutex<Option<Mic>>>,
+    /// What the speaker plays, for the microphone's echo canceller (while the mic is open).
+    far_end: Arc<Mutex<Option<rtrb::Producer<f32>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -184,6 +189,38 @@ fn account_of(p: &confab_proto::Profile) -> Account {
     }
 }
 
+const VOICE_NS: u8 = 1;
+const VOICE_AEC: u8 = 2;
+const VOICE_AGC: u8 = 4;
+
+/// The voice settings as bits, for the capture loop to read without a lock.
+fn voice_bits(v: VoiceSettings) -> u8 {
+    (if v.noise_suppression { VOICE_NS } else { 0 })
+        | (if v.echo_cancellation { VOICE_AEC } else { 0 })
+        | (if v.auto_gain { VOICE_AGC } else { 0 })
+}
+
+/// The processor's configuration for `bits` (the high-pass always runs: nothing below 80 Hz
+/// is voice).
+fn voice_config(bits: u8) -> VoiceConfig {
+    VoiceConfig {
+        high_pass: true,
+        noise_suppression: bits & VOICE_NS != 0,
+        echo_cancel: bits & VOICE_AEC != 0,
+        agc: bits & VOICE_AGC != 0,
+    }
+}
+
+/// The saved voice settings; a stage never set is on.
+fn voice_settings(store: &Store) -> Result<VoiceSettings, StoreError> {
+    let on = |stage: &str| store.voice_stage(stage).map(|v| v.unwrap_or(true));
+    Ok(VoiceSettings {
+        noise_suppression: on("noise_suppression")?,
+        echo_cancellation: on("echo_cancellation")?,
+        auto_gain: on("auto_gain")?,
+    })
+}
+
 fn clean_display_name(name: &str) -> Result<String, IpcError> {
     let name = name.trim();
     if name.is_empty()
@@ -214,6 +251,7 @@ impl App {
             .display_name()
             .map_err(storage)?
             .unwrap_or_else(|| opts.profile.clone());
+        let voice = voice_settings(&store).map_err(storage)?;
         let blocked = store
             .blocked(&opts.server_url)
             .map_err(storage)?
@@ -250,6 +288,7 @@ impl App {
             audio: Mutex::new(Audio::default()),
             muted: Arc::new(AtomicBool::new(false)),
             meter: Arc::new(AtomicBool::new(false)),
+            voice: Arc::new(AtomicU8::new(voice_bits(voice))),
             my_level: Arc::new(AtomicU32::new(0)),
             shutdown: watch::channel(false).0,
         });
@@ -765,6 +804,7 @@ impl App {
             display_name: lock(&self.inner.model).display_name.clone(),
             input_device: store.input_device().map_err(storage)?,
             output_device: store.output_device().map_err(storage)?,
+            voice: voice_settings(&store).map_err(storage)?,
         })
     }
 
@@ -793,7 +833,18 @@ impl App {
             store
                 .set_output_device(s.output_device.as_deref())
                 .map_err(storage)?;
+            store
+                .set_voice_stage("noise_suppression", s.voice.noise_suppression)
+                .and_then(|()| {
+                    store.set_voice_stage("echo_cancellation", s.voice.echo_cancellation)
+                })
+                .and_then(|()| store.set_voice_stage("auto_gain", s.voice.auto_gain))
+                .map_err(storage)?;
         }
+        // The microphone's processing changes at once, mid-sentence if need be.
+        self.inner
+            .voice
+            .store(voice_bits(s.voice), Ordering::Relaxed);
         // The account's name is the one others see: rename it on the server too.
         let token = lock(&self.inner.model)
             .account
@@ -1415,11 +1466,17 @@ impl Inner {
             tokio::task::spawn_blocking(move || drop(capture));
             return Ok(());
         }
+        let (far_tx, far_rx) = rtrb::RingBuffer::new(SAMPLE_RATE as usize / 2);
+        *lock(&audio.far_end) = Some(far_tx);
         let task = tokio::spawn(capture_loop(
             ring,
+            far_rx,
             Arc::clone(&audio.mic),
-            Arc::clone(&self.muted),
-            Arc::clone(&self.meter),
+            Flags {
+                muted: Arc::clone(&self.muted),
+                meter: Arc::clone(&self.meter),
+                voice: Arc::clone(&self.voice),
+            },
             Arc::clone(&self.my_level),
             self.events.clone(),
         ));
@@ -1439,6 +1496,7 @@ impl Inner {
             if let Some(task) = audio.capture_task.take() {
                 task.abort();
             }
+            *lock(&audio.far_end) = None;
             audio.capture.take()
         };
         if let Some(c) = capture {
@@ -1447,22 +1505,49 @@ impl Inner {
     }
 }
 
-/// Frames the microphone ring into 20 ms frames; sends them (silence while muted, so the
-/// stream's timing holds) and reports the level about 20 times a second when asked.
-async fn capture_loop(
-    mut ring: rtrb::Consumer<f32>,
-    mic: Arc<Mutex<Option<Mic>>>,
+/// What the capture loop reads on every frame.
+struct Flags {
     muted: Arc<AtomicBool>,
     meter: Arc<AtomicBool>,
+    voice: Arc<AtomicU8>,
+}
+
+/// Frames the microphone ring into 20 ms frames and, while we are on the mic, runs each through
+/// the voice processor (high-pass, echo cancellation against what the speaker plays, noise
+/// suppression, gain control) and sends it (silence while muted, so the stream's timing
+/// holds). Reports the raw level about 20 times a second when asked, and our speaking level
+/// (zero unless the processor hears speech) for our own ring.
+async fn capture_loop(
+    mut ring: rtrb::Consumer<f32>,
+    mut far_end: rtrb::Consumer<f32>,
+    mic: Arc<Mutex<Option<Mic>>>,
+    flags: Flags,
     my_level: Arc<AtomicU32>,
     events: mpsc::Sender<AppEvent>,
 ) {
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
     let mut frame = Vec::with_capacity(FRAME_SAMPLES);
+    let mut far = Vec::with_capacity(FRAME_SAMPLES);
+    let mut bits = flags.voice.load(Ordering::Relaxed);
+    let mut voice = VoiceProcessor::new(voice_config(bits));
     let (mut sum_sq, mut peak, mut counted) = (0f64, 0f32, 0usize);
     let level_every = SAMPLE_RATE as usize / 20;
     loop {
         ticker.tick().await;
+        let now = flags.voice.load(Ordering::Relaxed);
+        if now != bits {
+            bits = now;
+            voice.set_config(voice_config(bits));
+        }
+        while let Ok(s) = far_end.pop() {
+            far.push(s);
+            if far.len() == FRAME_SAMPLES {
+                if let Err(e) = voice.push_far_end(&far) {
+                    tracing::debug!(error = %e, "echo reference");
+                }
+                far.clear();
+            }
+        }
         while let Ok(s) = ring.pop() {
             frame.push(s);
             sum_sq += (s as f64) * (s as f64);
@@ -1470,28 +1555,43 @@ async fn capture_loop(
             counted += 1;
             if counted >= level_every {
                 let rms = (sum_sq / counted as f64).sqrt() as f32;
-                my_level.store(rms.to_bits(), Ordering::Relaxed);
-                if meter.load(Ordering::Relaxed) {
+                if flags.meter.load(Ordering::Relaxed) {
                     let _ = events.try_send(AppEvent::InputLevel { rms, peak });
                 }
                 (sum_sq, peak, counted) = (0.0, 0.0, 0);
             }
             if frame.len() == FRAME_SAMPLES {
-                let out = if muted.load(Ordering::Relaxed) {
-                    vec![0.0; FRAME_SAMPLES]
-                } else {
-                    std::mem::replace(&mut frame, Vec::with_capacity(FRAME_SAMPLES))
-                };
-                frame.clear();
                 let target = lock(&mic).clone();
-                if let Some(m) = target
-                    && let Err(e) = m.try_send(out)
-                {
-                    tracing::debug!(error = %e, "microphone frame not sent");
+                if let Some(m) = target {
+                    let mut out = vec![0.0; FRAME_SAMPLES];
+                    if let Err(e) = voice.process(&frame, &mut out) {
+                        tracing::debug!(error = %e, "voice processing");
+                        out.copy_from_slice(&frame);
+                    }
+                    let level = if voice.is_speech() {
+                        crate::app::rms(&out)
+                    } else {
+                        0.0
+                    };
+                    my_level.store(level.to_bits(), Ordering::Relaxed);
+                    if flags.muted.load(Ordering::Relaxed) {
+                        out.fill(0.0);
+                    }
+                    if let Err(e) = m.try_send(out) {
+                        tracing::debug!(error = %e, "microphone frame not sent");
+                    }
                 }
+                frame.clear();
             }
         }
     }
+}
+
+fn rms(x: &[f32]) -> f32 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len() as f64).sqrt() as f32
 }
 
 /// Keeps the app connected: connect, watch the directory, pump events; on loss, retry.
@@ -1634,7 +1734,10 @@ impl SlotLevels {
 /// Moves one connection's events and audio until it closes; returns why. Audio of accounts
 /// we blocked is dropped here, before the speaker.
 async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
-    let speaker = Arc::clone(&lock(&inner.audio).speaker);
+    let (speaker, far_end) = {
+        let audio = lock(&inner.audio);
+        (Arc::clone(&audio.speaker), Arc::clone(&audio.far_end))
+    };
     let mut levels = SlotLevels::default();
     // Every speaker's frames sum into the one stream the speaker plays, each at our volume.
     let mut mixer = Mixer::new();
@@ -1654,7 +1757,18 @@ async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
                 levels.add(frame.slot, &frame.samples);
                 mixer.set_gain(frame.slot, gain);
                 if let Some(feed) = lock(&speaker).as_mut() {
-                    mixer.push(frame.slot, &frame.samples, |mixed| feed.push(mixed));
+                    let mut echo = lock(&far_end);
+                    mixer.push(frame.slot, &frame.samples, |mixed| {
+                        feed.push(mixed);
+                        // The echo canceller hears what the room will.
+                        if let Some(far) = echo.as_mut() {
+                            for &s in mixed {
+                                if far.push(s).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    });
                 }
             }
             _ = ticker.tick() => {

@@ -294,6 +294,28 @@ pub struct Settings {
     pub input_device: Option<String>,
     /// Speaker by id; `None` follows the system default.
     pub output_device: Option<String>,
+    /// The microphone's voice processing, each switchable (all on by default).
+    pub voice: VoiceSettings,
+}
+
+/// Which stages of the microphone's voice processing run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceSettings {
+    pub noise_suppression: bool,
+    pub echo_cancellation: bool,
+    pub auto_gain: bool,
+}
+
+impl Default for VoiceSettings {
+    fn default() -> Self {
+        VoiceSettings {
+            noise_suppression: true,
+            echo_cancellation: true,
+            auto_gain: true,
+        }
+    }
 }
 
 /// One audio device.

@@ -73,6 +73,18 @@ impl Store {
         self.get_setting(INPUT_DEVICE)
     }
 
+    /// Whether voice-processing stage `stage` (a short name) is on; `None` if never set.
+    pub fn voice_stage(&self, stage: &str) -> Result<Option<bool>, StoreError> {
+        Ok(self
+            .get_setting(&format!("voice.{stage}"))?
+            .map(|v| v == "on"))
+    }
+
+    /// Turns voice-processing stage `stage` on or off.
+    pub fn set_voice_stage(&mut self, stage: &str, on: bool) -> Result<(), StoreError> {
+        self.set_setting(&format!("voice.{stage}"), if on { "on" } else { "off" })
+    }
+
     /// Chooses the microphone; `None` goes back to the system default.
     pub fn set_input_device(&mut self, device: Option<&str>) -> Result<(), StoreError> {
         self.set_or_remove(INPUT_DEVICE, device)

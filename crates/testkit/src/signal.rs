@@ -257,7 +257,7 @@ pub fn read_wav(path: &std::path::Path) -> anyhow::Result<Vec<f32>> {
 /// How much of a reference signal a recording holds, second by second.
 #[derive(Clone, Debug)]
 pub struct SecondsHeard {
-    /// Seconds found nearly undistorted (NCC >= 0.9) and in order: each one second after the
+    /// Seconds found nearly undistorted (NCC at or above the bar) and in order: each one second after the
     /// previous one found, within 250 ms (jitter, a speaker's cushion).
     pub heard: usize,
     /// Seconds in the reference (a short last one counts if at least half a second).
@@ -269,6 +269,13 @@ pub struct SecondsHeard {
 /// Aligns each second of `reference` inside `recording` on its own, so one glitch (a lost or
 /// inserted moment that shifts what follows) spoils one second instead of the whole match.
 pub fn seconds_heard(reference: &[f32], recording: &[f32]) -> SecondsHeard {
+    seconds_heard_at(reference, recording, 0.9)
+}
+
+/// [`seconds_heard`] with another bar for a second's match: audio that went through a
+/// microphone's voice processing (noise suppression, gain control, a high-pass) is reshaped on
+/// purpose and matches at about 0.8 to 0.97; unrelated audio stays below 0.5.
+pub fn seconds_heard_at(reference: &[f32], recording: &[f32], min_ncc: f64) -> SecondsHeard {
     let seconds: Vec<Option<Alignment>> = reference
         .chunks(RATE)
         .filter(|c| c.len() >= RATE / 2)
@@ -285,7 +292,7 @@ pub fn seconds_heard(reference: &[f32], recording: &[f32]) -> SecondsHeard {
     let mut heard = 0;
     let mut previous: Option<(usize, i64)> = None;
     for (i, a) in seconds.iter().enumerate() {
-        let Some(a) = a.filter(|a| a.ncc >= 0.9) else {
+        let Some(a) = a.filter(|a| a.ncc >= min_ncc) else {
             continue;
         };
         let in_order = previous.is_none_or(|(j, lag)| {

@@ -217,6 +217,8 @@ async fn settings_are_checked_and_kept() {
     );
     s.server_url = Some("http://127.0.0.2:7373".into());
     s.input_device = Some("vmic".into());
+    assert!(s.voice.noise_suppression && s.voice.echo_cancellation && s.voice.auto_gain);
+    s.voice.echo_cancellation = false;
     app.save_settings(s.clone()).await.unwrap();
     app.shutdown().await;
     let (again, _e) = App::start(options("cy", dir.path(), "http://127.0.0.1:1"))
@@ -349,13 +351,19 @@ async fn the_stage_from_the_app_hands_reactions_chat_blocks_and_reminders() {
             .and_then(|p| p.user.clone()),
         Some(UserId::new("bob").unwrap())
     );
-    // Followed by handle: the host's account, not its display name.
-    let followed = cy.state().await.followed;
-    assert_eq!(
-        followed[0].live_space.as_ref().map(|s| &s.id),
-        Some(&sid),
-        "{followed:?}"
-    );
+    // Followed by handle: the host's account, not its display name. (The directory reaches
+    // cy in its own time: wait for it rather than read the state at once.)
+    if cy.state().await.followed[0]
+        .live_space
+        .as_ref()
+        .map(|s| &s.id)
+        != Some(&sid)
+    {
+        until(&mut cy_ev, 10, "Ada live among cy's follows", |e| {
+            matches!(e, AppEvent::Followed { followed } if followed.iter().any(|f| f.host == "@ada_l" && f.live_space.as_ref().map(|s| &s.id) == Some(&sid)))
+        })
+        .await;
+    }
 
     // Signed out, cy may listen but not raise a hand: refused, nothing changes.
     cy.stage(StageAction::RaiseHand).await.unwrap();
