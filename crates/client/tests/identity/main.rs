@@ -73,9 +73,13 @@ fn with_a_secret_service_the_key_lives_in_the_keychain() {
     if !inside_desktop("with_a_secret_service_the_key_lives_in_the_keychain") {
         return;
     }
-    // A real gnome-keyring on this test's private session bus, its login keyring unlocked.
+    // A real gnome-keyring on this test's private session bus, its login keyring unlocked. Its
+    // keyrings live in a directory of this test's own: a login keyring left in the user's data
+    // directory with another password would make the daemon prompt, and nobody answers.
+    let keyrings = tempfile::tempdir().unwrap();
     let mut daemon = Command::new("gnome-keyring-daemon")
         .args(["--unlock", "--components=secrets"])
+        .env("XDG_DATA_HOME", keyrings.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
