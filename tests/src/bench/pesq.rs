@@ -1,0 +1,150 @@
+//! Preparing speech for PESQ (ITU-T P.862.2 wideband, 16 kHz) and scoring it with the `pesq`
+//! package from PyPI in a Python the caller names.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context;
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler, WindowFunction};
+
+use crate::signal::{Alignment, RATE, align};
+
+/// PESQ's wideband rate.
+pub const PESQ_RATE: usize = 16_000;
+
+/// Resamples 48 kHz mono to 16 kHz (band-limited; time-aligned with the input).
+pub fn to_16k(x: &[f32]) -> anyhow::Result<Vec<f32>> {
+    if x.is_empty() {
+        return Ok(Vec::new());
+    }
+    // 3 input frames per output frame; 342 of those make blocks of about 1024 input frames
+    // (an even count, so the filter delay rubato trims is whole).
+    let mut r = Fft::<f32>::new_custom(
+        RATE,
+        PESQ_RATE,
+        342 * 3,
+        1,
+        1,
+        WindowFunction::BlackmanHarris2,
+        FixedSync::Both,
+    )
+    .context("a 48 -> 16 kHz resampler")?;
+    let input = InterleavedSlice::new(x, 1, x.len()).context("input buffer")?;
+    let out = r
+        .process_all(&input, x.len(), None)
+        .context("resampling to 16 kHz")?;
+    Ok(out.take_data())
+}
+
+/// The part of `recording` that lines up with `reference` (found by cross-correlation), the
+/// same length as `reference` (zero-padded where the recording ends early), and where it was.
+pub fn cut_aligned(reference: &[f32], recording: &[f32]) -> Option<(Vec<f32>, Alignment)> {
+    let a = align(recording, reference, reference.len() / 2)?;
+    let mut out = vec![0f32; reference.len()];
+    for (i, o) in out.iter_mut().enumerate() {
+        let j = a.lag + i as i64;
+        if j >= 0
+            && let Some(&s) = recording.get(j as usize)
+        {
+            *o = s;
+        }
+    }
+    Some((out, a))
+}
+
+/// The Python that scores: reads two raw little-endian f32 files at 16 kHz, prints the
+/// wideband MOS-LQO.
+const SCORE: &str = "\
+import sys, numpy as np
+from pesq import pesq
+ref = np.fromfile(sys.argv[1], dtype='<f4').astype(np.float64)
+deg = np.fromfile(sys.argv[2], dtype='<f4').astype(np.float64)
+print(pesq(16000, ref, deg, 'wb'))
+";
+
+/// Checks that `python` can import `pesq` and `numpy`.
+pub fn check_python(python: &str) -> Result<(), String> {
+    match Command::new(python)
+        .args(["-c", "import pesq, numpy"])
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "`{python}` cannot import pesq and numpy ({}); scripts/bench-audio.sh makes a venv with them",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+        )),
+        Err(e) => Err(format!("cannot run `{python}`: {e}")),
+    }
+}
+
+/// Wideband PESQ of `degraded` against `reference`, both 16 kHz, using scratch files in `dir`.
+pub fn score(python: &str, reference: &[f32], degraded: &[f32], dir: &Path) -> anyhow::Result<f64> {
+    let write = |name: &str, x: &[f32]| -> anyhow::Result<std::path::PathBuf> {
+        let path = dir.join(name);
+        let bytes: Vec<u8> = x.iter().flat_map(|s| s.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    };
+    let r = write("pesq-ref.f32", reference)?;
+    let d = write("pesq-deg.f32", degraded)?;
+    let out = Command::new(python)
+        .args(["-c", SCORE])
+        .arg(&r)
+        .arg(&d)
+        .output()
+        .with_context(|| format!("running {python}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "pesq failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .with_context(|| format!("pesq printed {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::speech_like;
+
+    #[test]
+    fn resampling_keeps_a_tone_and_its_timing() {
+        let tone: Vec<f32> = (0..RATE)
+            .map(|i| (std::f32::consts::TAU * 1000.0 * i as f32 / RATE as f32).sin() * 0.5)
+            .collect();
+        let out = to_16k(&tone).unwrap();
+        assert_eq!(out.len(), PESQ_RATE);
+        // Same tone at the new rate, in phase, away from the edges.
+        for (i, &o) in out.iter().enumerate().take(15_000).skip(1000) {
+            let want = (std::f32::consts::TAU * 1000.0 * i as f32 / PESQ_RATE as f32).sin() * 0.5;
+            assert!((o - want).abs() < 0.01, "sample {i}: {o} vs {want}");
+        }
+        // 10 kHz is above the new Nyquist rate: filtered out.
+        let high: Vec<f32> = (0..RATE)
+            .map(|i| (std::f32::consts::TAU * 10_000.0 * i as f32 / RATE as f32).sin() * 0.5)
+            .collect();
+        let out = to_16k(&high).unwrap();
+        assert!(crate::signal::rms(&out[1000..15_000]) < 0.01);
+    }
+
+    #[test]
+    fn the_recording_is_cut_to_the_reference() {
+        let speech = speech_like(2.0, 5);
+        let mut recording = vec![0f32; 7_000];
+        recording.extend(speech.iter().map(|s| s * 0.5));
+        // Ends 0.1 s early.
+        recording.truncate(7_000 + speech.len() - RATE / 10);
+        let (cut, a) = cut_aligned(&speech, &recording).unwrap();
+        assert_eq!(a.lag, 7_000);
+        assert_eq!(cut.len(), speech.len());
+        assert_eq!(cut[100], speech[100] * 0.5);
+        assert!(cut[speech.len() - RATE / 20..].iter().all(|&s| s == 0.0));
+    }
+}
