@@ -53,6 +53,28 @@ pub fn cut_aligned(reference: &[f32], recording: &[f32]) -> Option<(Vec<f32>, Al
     Some((out, a))
 }
 
+/// How the delay from `reference` to `recording` moves along the speech: each half second of
+/// `reference` with sound in it is found in `recording` on its own, as (its start in
+/// `reference` in seconds, delay in ms, NCC). A delay that moves means the path stretched or
+/// squeezed time (a jitter buffer adapting, a speaker feed refilling), which PESQ punishes.
+pub fn delay_track(reference: &[f32], recording: &[f32], max_delay: usize) -> Vec<(f64, f64, f64)> {
+    let seg = RATE / 2;
+    (0..reference.len().saturating_sub(seg))
+        .step_by(seg)
+        .filter(|&s| crate::signal::rms(&reference[s..s + seg]) > 0.01)
+        .filter_map(|s| {
+            let end = (s + seg + max_delay).min(recording.len());
+            let window = recording.get(s..end)?;
+            let a = align(window, &reference[s..s + seg], seg)?;
+            Some((
+                s as f64 / RATE as f64,
+                a.lag as f64 * 1000.0 / RATE as f64,
+                a.ncc,
+            ))
+        })
+        .collect()
+}
+
 /// The Python that scores: reads two raw little-endian f32 files at 16 kHz, prints the
 /// wideband MOS-LQO.
 const SCORE: &str = "\
@@ -132,6 +154,22 @@ mod tests {
             .collect();
         let out = to_16k(&high).unwrap();
         assert!(crate::signal::rms(&out[1000..15_000]) < 0.01);
+    }
+
+    #[test]
+    fn a_delay_that_grows_is_tracked() {
+        let speech = speech_like(4.0, 8);
+        // 100 ms late, then 50 ms more from 2 s on (a refill of the speaker's cushion).
+        let mut rec = vec![0f32; RATE / 10];
+        rec.extend_from_slice(&speech[..2 * RATE]);
+        rec.extend(std::iter::repeat_n(0.0, RATE / 20));
+        rec.extend_from_slice(&speech[2 * RATE..]);
+        let track = delay_track(&speech, &rec, RATE / 2);
+        assert!(track.len() >= 5, "{track:?}");
+        for &(t, ms, ncc) in &track {
+            let want = if t < 2.0 { 100.0 } else { 150.0 };
+            assert!((ms - want).abs() < 0.1 && ncc > 0.99, "{track:?}");
+        }
     }
 
     #[test]

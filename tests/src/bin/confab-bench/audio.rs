@@ -121,6 +121,11 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         netns: netns.is_ok(),
         window: args.cpu_seconds,
     };
+    let devices_run = runner.scenario(
+        Kind::Devices,
+        &jitter_wav,
+        20.0 + train.samples.len() as f64 / RATE as f64,
+    );
     let clean_run = runner.scenario(
         Kind::Clean,
         &clean_wav,
@@ -154,6 +159,11 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|(m, e)| chirp::delays(&train, m, e, MAX_DELAY, MIN_NCC))
         .map_err(Clone::clone);
+    let devices_delays = devices_run
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|_| read_probe(&runner.record(Kind::Devices)))
+        .map(|(m, e)| chirp::delays(&train, &m, &e, MAX_DELAY, MIN_NCC));
     let jitter_delays = jitter_run
         .as_ref()
         .map_err(Clone::clone)
@@ -167,11 +177,38 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
             let from = ear.len().min(train.samples.len());
             system_pesq(&python, &speech, &mouth[from..], &ear[from..], &work)
         });
-    let system_pesq_5 = loss_run
+    let track_of = |mouth: &[f32], ear: &[f32]| -> Option<String> {
+        let (heard, _) = pesq::cut_aligned(&speech, mouth)?;
+        let start = usize::try_from(pesq::cut_aligned(&heard, ear)?.1.lag).ok()?;
+        let t = pesq::delay_track(
+            &heard,
+            &ear[start.saturating_sub(MAX_DELAY)..],
+            2 * MAX_DELAY,
+        );
+        let ms: Vec<f64> = t.iter().map(|&(_, ms, _)| ms).collect();
+        let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let poor = t.iter().filter(|&&(_, _, ncc)| ncc < 0.8).count();
+        Some(format!(
+            "delay moved by {:.0} ms across the speech ({} half-seconds, {} matching poorly)",
+            max - min,
+            t.len(),
+            poor
+        ))
+    };
+    let track_0 = clean_rec.as_ref().ok().and_then(|(mouth, ear)| {
+        let from = ear.len().min(train.samples.len());
+        track_of(&mouth[from..], &ear[from..])
+    });
+    let loss_rec = loss_run
         .as_ref()
         .map_err(Clone::clone)
-        .and_then(|_| read_probe(&runner.record(Kind::Loss)))
-        .and_then(|(mouth, ear)| system_pesq(&python, &speech, &mouth, &ear, &work));
+        .and_then(|_| read_probe(&runner.record(Kind::Loss)));
+    let track_5 = loss_rec.as_ref().ok().and_then(|(m, e)| track_of(m, e));
+    let system_pesq_5 = loss_rec
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|(mouth, ear)| system_pesq(&python, &speech, mouth, ear, &work));
 
     // Report.
     let p95 = |d: &Result<chirp::Delays, String>| -> Result<f64, String> {
@@ -217,6 +254,11 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         CHIRP_SPACING * 1000 / RATE
     );
     print_delays("codec alone (baseline)", &Ok(codec_delay), None);
+    print_delays(
+        "devices + codec, no network (baseline)",
+        &devices_delays,
+        path_result(&devices_run),
+    );
     print_delays("clean loopback", &clean_delays, path_result(&clean_run));
     print_delays(
         "impaired: 40 +- 10 ms, 1 % loss, per hop",
@@ -244,6 +286,9 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     };
     show("codec alone, 0 % loss (baseline)", &codec_pesq_0);
     show("through the system, clean", &system_pesq_0);
+    if let Some(t) = &track_0 {
+        println!("    {t}");
+    }
     show("codec alone, 5 % loss, FEC + PLC (baseline)", &codec_pesq_5);
     show(
         &format!(
@@ -252,6 +297,9 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         ),
         &system_pesq_5,
     );
+    if let Some(t) = &track_5 {
+        println!("    {t}");
+    }
     if let Ok(Outcome::Path(p)) = &loss_run {
         println!(
             "    packets through the impairment {}, dropped {} ({:.1} %)",
@@ -467,7 +515,18 @@ fn print_delays(name: &str, d: &Result<chirp::Delays, String>, detail: Option<&P
         }
         Err(e) => println!("  {name:<42} not measured: {e}"),
     }
-    if let Some(p) = detail {
+    if let Some(p) = detail.filter(|p| p.jitter.is_empty()) {
+        println!(
+            "    queued in the speaker ring (cushion) p50/p95 {:.1}/{:.1} ms; capture overruns {}, \
+             playback underruns {}, speaker cushion refills {}",
+            p.speaker_queue_ms.0,
+            p.speaker_queue_ms.1,
+            p.capture_overruns,
+            p.playback_underruns,
+            p.speaker_refills
+        );
+    }
+    if let Some(p) = detail.filter(|p| !p.jitter.is_empty()) {
         println!(
             "    where it goes (p50/p95): encoder in -> out of the jitter buffer {:.1}/{:.1} ms; \
              queued in the speaker ring (cushion) {:.1}/{:.1} ms; the rest is capture framing \
@@ -538,6 +597,7 @@ struct Runner {
 impl Runner {
     fn name(kind: Kind) -> &'static str {
         match kind {
+            Kind::Devices => "devices",
             Kind::Clean => "clean",
             Kind::Jitter => "jitter",
             Kind::Loss => "loss",

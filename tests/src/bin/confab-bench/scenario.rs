@@ -27,6 +27,8 @@ use crate::clients::{self, ClientSummary, Speaking};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// Mic to speaker in one process through Opus, no network: the device path's floor.
+    Devices,
     /// Mic to speaker on a clean loopback.
     Clean,
     /// Mic to speaker with 40 +- 10 ms jitter and 1 % loss per hop.
@@ -135,6 +137,7 @@ pub(crate) fn run(args: ScenarioArgs) -> anyhow::Result<()> {
     let outcome = runtime.block_on(async {
         let work = async {
             match args.kind {
+                Kind::Devices => devices_only(&daemon, &args).await.map(Outcome::Path),
                 Kind::Clean | Kind::Jitter | Kind::Loss => {
                     mic_to_speaker(&daemon, &args, impairer.as_ref())
                         .await
@@ -209,29 +212,7 @@ async fn mic_to_speaker(
     }
     // The device streams take a second or two to settle; the jitter buffer learns the path.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let recording = daemon.record_probe(&args.record);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stimulus_s = stimulus_seconds(&args.stimulus)?;
-    let mut paplay = KillOnDrop(
-        daemon
-            .command("paplay")
-            // paplay's own buffering does not matter (the probe records when the sound
-            // reached the microphone); a small buffer would only let it underrun under load.
-            .args(["-d", "micfeed"])
-            .arg(&args.stimulus)
-            .spawn()
-            .context("running paplay")?,
-    );
-    let until = Instant::now() + Duration::from_secs_f64(stimulus_s + 10.0);
-    while paplay.0.try_wait()?.is_none() {
-        if Instant::now() > until {
-            bail!("paplay did not finish");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The tail: the last sound is still on its way.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    tokio::task::spawn_blocking(move || recording.finish()).await?;
+    play_and_record(daemon, args).await?;
 
     let _ = stop_tx.send(());
     let heard = listening.await?;
@@ -268,6 +249,99 @@ async fn mic_to_speaker(
         speaker_refills: heard.refills,
         jitter,
         impaired: impairer.map_or((0, 0), Impairer::counts),
+    })
+}
+
+/// Plays `stimulus` into the microphone while the probe records both ends; returns when the
+/// recording is written.
+async fn play_and_record(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Result<()> {
+    let recording = daemon.record_probe(&args.record);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stimulus_s = stimulus_seconds(&args.stimulus)?;
+    let mut paplay = KillOnDrop(
+        daemon
+            .command("paplay")
+            // paplay's own buffering does not matter (the probe records when the sound
+            // reached the microphone); a small buffer would only let it underrun under load.
+            .args(["-d", "micfeed"])
+            .arg(&args.stimulus)
+            .spawn()
+            .context("running paplay")?,
+    );
+    let until = Instant::now() + Duration::from_secs_f64(stimulus_s + 10.0);
+    while paplay.0.try_wait()?.is_none() {
+        if Instant::now() > until {
+            bail!("paplay did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The tail: the last sound is still on its way.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::task::spawn_blocking(move || recording.finish()).await?;
+    Ok(())
+}
+
+/// The microphone straight into the speaker through Opus in one task (the capture loop of
+/// [`Speaking`], a decoder per packet, the product's speaker cushion): no network, no jitter
+/// buffer. What the whole system adds is the rest.
+async fn devices_only(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Result<PathResult> {
+    use confab_audio::{
+        Decoder, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES,
+        MAX_PACKET_SAMPLES,
+    };
+    let (capture, mut ring) = tokio::task::spawn_blocking(|| confab_audio::Capture::start(None))
+        .await?
+        .context("opening the microphone")?;
+    let (playback, mut feed) = clients::open_speaker().await?;
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut enc = Encoder::new(&EncoderConfig::default())?;
+        let mut dec = Decoder::new()?;
+        let mut packet = vec![0u8; MAX_PACKET_BYTES];
+        let mut pcm = vec![0f32; MAX_PACKET_SAMPLES];
+        let mut frame = Vec::with_capacity(FRAME_SAMPLES);
+        let mut ticker = tokio::time::interval(Duration::from_millis(5));
+        let (mut frames, mut queued) = (0usize, Vec::new());
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                _ = ticker.tick() => {}
+            }
+            while let Ok(s) = ring.pop() {
+                frame.push(s);
+                if frame.len() < FRAME_SAMPLES {
+                    continue;
+                }
+                let n = match enc.encode(&frame, &mut packet)? {
+                    Encoded::Packet(len) => dec.decode(&packet[..len], &mut pcm)?,
+                    // A receiver plays comfort noise in DTX; silence is as long.
+                    Encoded::Dtx => {
+                        pcm[..FRAME_SAMPLES].fill(0.0);
+                        FRAME_SAMPLES
+                    }
+                };
+                frame.clear();
+                frames += 1;
+                queued.push(feed.queued() as f64 * 1000.0 / 48_000.0);
+                feed.push(&pcm[..n]);
+            }
+        }
+        anyhow::Ok((frames, queued, feed.refills()))
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    play_and_record(daemon, args).await?;
+    let _ = stop_tx.send(());
+    let (frames, queued, refills) = task.await??;
+    let (overruns, underruns) = (capture.overruns(), playback.underruns());
+    tokio::task::spawn_blocking(move || drop((capture, playback))).await?;
+    Ok(PathResult {
+        speaker_queue_ms: p50_p95(&queued),
+        frames_sent: frames,
+        frames_played: frames,
+        capture_overruns: overruns,
+        playback_underruns: underruns,
+        speaker_refills: refills,
+        ..PathResult::default()
     })
 }
 
