@@ -75,6 +75,32 @@ pub fn delay_track(reference: &[f32], recording: &[f32], max_delay: usize) -> Ve
         .collect()
 }
 
+/// PESQ inputs from a recording whose delay moves along the speech (see [`delay_track`]):
+/// the degraded signal runs from the smallest delay found (with an NCC of at least
+/// `min_ncc`) for the reference's length plus how far the delay moved, and the reference is
+/// padded with silence to the same length. PESQ then aligns each utterance itself.
+pub fn cut_tracked(
+    reference: &[f32],
+    recording: &[f32],
+    track: &[(f64, f64, f64)],
+    min_ncc: f64,
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    let good = track.iter().filter(|&&(_, _, ncc)| ncc >= min_ncc);
+    let (lo, hi) = good.fold(None, |acc: Option<(f64, f64)>, &(_, ms, _)| {
+        Some(acc.map_or((ms, ms), |(lo, hi)| (lo.min(ms), hi.max(ms))))
+    })?;
+    let to_samples = |ms: f64| (ms.max(0.0) * RATE as f64 / 1000.0).round() as usize;
+    let (start, drift) = (to_samples(lo), to_samples(hi - lo));
+    let len = reference.len() + drift;
+    let mut degraded = vec![0f32; len];
+    for (i, d) in degraded.iter_mut().enumerate() {
+        *d = recording.get(start + i).copied().unwrap_or(0.0);
+    }
+    let mut padded = reference.to_vec();
+    padded.resize(len, 0.0);
+    Some((padded, degraded))
+}
+
 /// The Python that scores: reads two raw little-endian f32 files at 16 kHz, prints the
 /// wideband MOS-LQO.
 const SCORE: &str = "\
@@ -170,6 +196,19 @@ mod tests {
             let want = if t < 2.0 { 100.0 } else { 150.0 };
             assert!((ms - want).abs() < 0.1 && ncc > 0.99, "{track:?}");
         }
+    }
+
+    #[test]
+    fn a_moving_delay_is_cut_from_its_smallest_to_its_largest() {
+        let track = [(0.0, 100.0, 0.99), (0.5, 80.0, 0.3), (1.0, 150.0, 0.95)];
+        let reference = vec![0.5f32; RATE];
+        let recording: Vec<f32> = (0..3 * RATE).map(|i| i as f32).collect();
+        let (r, d) = cut_tracked(&reference, &recording, &track, 0.8).unwrap();
+        // From 100 ms (the 80 ms match is too poor to count), 50 ms longer than the reference.
+        assert_eq!((r.len(), d.len()), (RATE + RATE / 20, RATE + RATE / 20));
+        assert_eq!(d[0], (RATE / 10) as f32);
+        assert_eq!(r[RATE], 0.0);
+        assert!(cut_tracked(&reference, &recording, &[], 0.8).is_none());
     }
 
     #[test]

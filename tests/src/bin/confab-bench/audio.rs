@@ -49,6 +49,13 @@ pub(crate) struct AudioArgs {
 
 /// Spacing of the chirps: longer than any delay we expect, so each is found unambiguously.
 const CHIRP_SPACING: usize = RATE * 3 / 10;
+/// The whole run's bound: a scenario that would overrun it is cut short or skipped.
+const BUDGET: Duration = Duration::from_secs(178);
+/// How long a scenario past its deadline has to finish before its process group is killed.
+const GRACE: Duration = Duration::from_secs(4);
+/// What the analysis after the last scenario needs.
+const ANALYSIS: Duration = Duration::from_secs(6);
+
 /// How late a chirp may be and still be found.
 const MAX_DELAY: usize = RATE / 2;
 /// A chirp counts as found at this normalised cross-correlation.
@@ -120,6 +127,7 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         work: work.clone(),
         netns: netns.is_ok(),
         window: args.cpu_seconds,
+        end: started + BUDGET,
     };
     let devices_run = runner.scenario(
         Kind::Devices,
@@ -147,6 +155,7 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         ),
         Some(why) => Err(why.clone()),
     };
+    let cpu_idle = runner.scenario(Kind::CpuIdle, &cpu_wav, 25.0 + args.cpu_seconds);
     let cpu_speaker = runner.scenario(Kind::CpuSpeaker, &cpu_wav, 25.0 + args.cpu_seconds);
     let cpu_listener = runner.scenario(Kind::CpuListener, &cpu_wav, 35.0 + args.cpu_seconds);
 
@@ -169,46 +178,22 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         .map_err(Clone::clone)
         .and_then(|_| read_probe(&runner.record(Kind::Jitter)))
         .map(|(m, e)| chirp::delays(&train, &m, &e, MAX_DELAY, MIN_NCC));
-    let system_pesq_0 = clean_rec
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|(mouth, ear)| {
+    let (system_pesq_0, track_0) = match &clean_rec {
+        Ok((mouth, ear)) => {
             // The speech follows the chirps: look for it after them.
             let from = ear.len().min(train.samples.len());
             system_pesq(&python, &speech, &mouth[from..], &ear[from..], &work)
-        });
-    let track_of = |mouth: &[f32], ear: &[f32]| -> Option<String> {
-        let (heard, _) = pesq::cut_aligned(&speech, mouth)?;
-        let start = usize::try_from(pesq::cut_aligned(&heard, ear)?.1.lag).ok()?;
-        let t = pesq::delay_track(
-            &heard,
-            &ear[start.saturating_sub(MAX_DELAY)..],
-            2 * MAX_DELAY,
-        );
-        let ms: Vec<f64> = t.iter().map(|&(_, ms, _)| ms).collect();
-        let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = ms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let poor = t.iter().filter(|&&(_, _, ncc)| ncc < 0.8).count();
-        Some(format!(
-            "delay moved by {:.0} ms across the speech ({} half-seconds, {} matching poorly)",
-            max - min,
-            t.len(),
-            poor
-        ))
+        }
+        Err(e) => (Err(e.clone()), None),
     };
-    let track_0 = clean_rec.as_ref().ok().and_then(|(mouth, ear)| {
-        let from = ear.len().min(train.samples.len());
-        track_of(&mouth[from..], &ear[from..])
-    });
     let loss_rec = loss_run
         .as_ref()
         .map_err(Clone::clone)
         .and_then(|_| read_probe(&runner.record(Kind::Loss)));
-    let track_5 = loss_rec.as_ref().ok().and_then(|(m, e)| track_of(m, e));
-    let system_pesq_5 = loss_rec
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|(mouth, ear)| system_pesq(&python, &speech, mouth, ear, &work));
+    let (system_pesq_5, track_5) = match &loss_rec {
+        Ok((mouth, ear)) => system_pesq(&python, &speech, mouth, ear, &work),
+        Err(e) => (Err(e.clone()), None),
+    };
 
     // Report.
     let p95 = |d: &Result<chirp::Delays, String>| -> Result<f64, String> {
@@ -269,6 +254,10 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     println!(
         "client CPU, % of one core (the client process alone, over {} s):",
         args.cpu_seconds
+    );
+    print_cpu(
+        "connected host, no microphone (baseline: the connection alone)",
+        &cpu_idle,
     );
     print_cpu(
         "speaker path: mic -> capture -> encode -> send",
@@ -457,23 +446,48 @@ fn pesq_of(
 }
 
 /// PESQ through the system: the reference is what the microphone heard (the speech as it
-/// reached the virtual mic), the degraded signal what the speaker played.
+/// reached the virtual mic), the degraded signal what the speaker played, cut around the
+/// moving delay. Also says how far the delay moved, which PESQ punishes.
 fn system_pesq(
     python: &Result<String, String>,
     speech: &[f32],
     mouth: &[f32],
     ear: &[f32],
     work: &Path,
-) -> Result<f64, String> {
-    let (heard, a) = pesq::cut_aligned(speech, mouth)
-        .ok_or_else(|| "the speech was not found at the microphone".to_owned())?;
-    if a.ncc < 0.5 {
-        return Err(format!(
-            "the microphone's copy of the speech is off (NCC {:.2})",
-            a.ncc
-        ));
-    }
-    pesq_of(python, &heard, ear, work)
+) -> (Result<f64, String>, Option<String>) {
+    let Some((heard, a)) = pesq::cut_aligned(speech, mouth).filter(|(_, a)| a.ncc >= 0.5) else {
+        return (
+            Err("the speech was not found at the microphone".into()),
+            None,
+        );
+    };
+    // The mouth and the ear are on one clock: the ear from where the speech reached the mic.
+    let ear = ear
+        .get(usize::try_from(a.lag).unwrap_or(0)..)
+        .unwrap_or(&[]);
+    let track = pesq::delay_track(&heard, ear, RATE);
+    let ms: Vec<f64> = track.iter().map(|&(_, ms, _)| ms).collect();
+    let poor = track.iter().filter(|&&(_, _, ncc)| ncc < 0.8).count();
+    let summary = (!ms.is_empty()).then(|| {
+        let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!(
+            "delay {min:.0} to {max:.0} ms along the speech ({} half-seconds, {poor} matching poorly)",
+            track.len()
+        )
+    });
+    let Some((reference, degraded)) = pesq::cut_tracked(&heard, ear, &track, 0.8) else {
+        return (
+            Err("the speech was not found in what the speaker played".into()),
+            summary,
+        );
+    };
+    let score = python.as_ref().map_err(Clone::clone).and_then(|python| {
+        let r = pesq::to_16k(&reference).map_err(|e| format!("{e:#}"))?;
+        let d = pesq::to_16k(&degraded).map_err(|e| format!("{e:#}"))?;
+        pesq::score(python, &r, &d, work).map_err(|e| format!("{e:#}"))
+    });
+    (score, summary)
 }
 
 /// Whether we can make network namespaces (root and `unshare`).
@@ -592,6 +606,8 @@ struct Runner {
     work: PathBuf,
     netns: bool,
     window: f64,
+    /// When the run's budget ends.
+    end: Instant,
 }
 
 impl Runner {
@@ -602,6 +618,7 @@ impl Runner {
             Kind::Jitter => "jitter",
             Kind::Loss => "loss",
             Kind::CpuSpeaker => "cpu-speaker",
+            Kind::CpuIdle => "cpu-idle",
             Kind::CpuListener => "cpu-listener",
         }
     }
@@ -610,10 +627,23 @@ impl Runner {
         self.work.join(format!("{}-probe.f32", Self::name(kind)))
     }
 
-    /// Runs one scenario with `deadline` seconds; a child still running 10 s after that is
-    /// killed with everything it started (its process group).
+    /// Runs one scenario with `deadline` seconds (less if the run's budget has less left); a
+    /// child still running [`GRACE`] after that is killed with everything it started (its
+    /// process group).
     fn scenario(&self, kind: Kind, stimulus: &Path, deadline: f64) -> Result<Outcome, String> {
         let name = Self::name(kind);
+        let left = self
+            .end
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(GRACE + ANALYSIS)
+            .as_secs_f64();
+        if left < deadline * 0.6 {
+            return Err(format!(
+                "{name}: skipped, the run's {} s budget is spent",
+                BUDGET.as_secs()
+            ));
+        }
+        let deadline = deadline.min(left);
         eprintln!("== {name} (at most {deadline:.0} s)");
         self.try_scenario(kind, stimulus, deadline)
             .map_err(|e| format!("{name}: {e:#}"))
@@ -655,7 +685,7 @@ impl Runner {
                 .map_while(Result::ok)
                 .find_map(|l| l.strip_prefix("RESULT ").map(str::to_owned))
         });
-        let until = Instant::now() + Duration::from_secs_f64(deadline + 10.0);
+        let until = Instant::now() + Duration::from_secs_f64(deadline) + GRACE;
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break Some(status);

@@ -220,6 +220,9 @@ pub(crate) struct SpeakerArgs {
     seconds: f64,
     #[arg(long)]
     with_voice_processing: bool,
+    /// Host with media connected but no microphone: the connection's own cost.
+    #[arg(long)]
+    idle: bool,
 }
 
 /// `client-listener`: joins a space and plays every speaker, mixed, on the default speaker.
@@ -253,11 +256,19 @@ pub(crate) fn speaker_process(args: SpeakerArgs) -> anyhow::Result<()> {
         let joined = client.create("cpu").await?;
         wait_connected(&mut streams).await?;
         let mic = client.mic().await?;
-        let mut speaking = Speaking::start(mic).await?;
-        speaking.first_frame().await?;
+        let mut speaking = match args.idle {
+            true => None,
+            false => Some(Speaking::start(mic).await?),
+        };
+        if let Some(s) = speaking.as_mut() {
+            s.first_frame().await?;
+        }
         println!("READY {}", joined.space.id);
         tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
-        let sent = speaking.stop().await?;
+        let sent = match speaking {
+            Some(s) => s.stop().await?,
+            None => Sent::default(),
+        };
         let summary = ClientSummary {
             frames_sent: sent.at.len() as u64,
             capture_overruns: sent.capture_overruns,

@@ -37,6 +37,8 @@ pub(crate) enum Kind {
     Loss,
     /// CPU of a speaker client process.
     CpuSpeaker,
+    /// CPU of a host client process with media connected and no microphone.
+    CpuIdle,
     /// CPU of a listener client process hearing three speakers.
     CpuListener,
 }
@@ -143,7 +145,8 @@ pub(crate) fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                         .await
                         .map(Outcome::Path)
                 }
-                Kind::CpuSpeaker => cpu_speaker(&daemon, &args).await.map(Outcome::Cpu),
+                Kind::CpuSpeaker => cpu_speaker(&daemon, &args, false).await.map(Outcome::Cpu),
+                Kind::CpuIdle => cpu_speaker(&daemon, &args, true).await.map(Outcome::Cpu),
                 Kind::CpuListener => cpu_listener(&daemon, &args).await.map(Outcome::Cpu),
             }
         };
@@ -442,8 +445,13 @@ impl Measured {
 
 const WARMUP: Duration = Duration::from_secs(2);
 
-/// A speaker client process speaking from the microphone (fed speech by paplay).
-async fn cpu_speaker(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Result<CpuResult> {
+/// A speaker client process speaking from the microphone (fed speech by paplay), or with
+/// `idle` the same client with no microphone open.
+async fn cpu_speaker(
+    daemon: &PulseDaemon,
+    args: &ScenarioArgs,
+    idle: bool,
+) -> anyhow::Result<CpuResult> {
     let server = TestServer::start().await?;
     let _feed = KillOnDrop(
         daemon
@@ -454,16 +462,17 @@ async fn cpu_speaker(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Resul
             .context("running paplay")?,
     );
     let seconds = args.window + WARMUP.as_secs_f64() + 1.0;
-    let mut client = Measured::spawn(
-        daemon,
-        &[
-            "client-speaker".into(),
-            "--server".into(),
-            server.url(),
-            "--seconds".into(),
-            seconds.to_string(),
-        ],
-    )?;
+    let mut argv = vec![
+        "client-speaker".to_owned(),
+        "--server".into(),
+        server.url(),
+        "--seconds".into(),
+        seconds.to_string(),
+    ];
+    if idle {
+        argv.push("--idle".into());
+    }
+    let mut client = Measured::spawn(daemon, &argv)?;
     client.line("READY", Duration::from_secs(20)).await?;
     let (percent, threads) = client
         .cpu(WARMUP, Duration::from_secs_f64(args.window))
