@@ -583,7 +583,11 @@ fn print_cpu(name: &str, r: &Result<Outcome, String>) {
                 .take(6)
                 .map(|(n, p)| format!("{n} {p:.2}"))
                 .collect();
-            println!("    busiest threads (%): {}", top.join(", "));
+            if top.is_empty() {
+                println!("    no thread used a clock tick");
+            } else {
+                println!("    busiest threads (%): {}", top.join(", "));
+            }
             if let Some(h) = &summary.heard {
                 println!(
                     "    frames per slot {:?}, mixed {}, playback underruns {}, cushion refills {}",
