@@ -15,9 +15,12 @@ build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-
 # ImageMagick and xdotool for screenshots; python3-xlib to close a window as a user would;
 # WebKitWebDriver, which tauri-driver drives for the end-to-end test; gnome-keyring, a real
 # Secret Service for the device-key test; an emoji font, so the reactions the UI test clicks and
-# screenshots are drawn (every desktop has one; a bare server does not).
+# screenshots are drawn (every desktop has one; a bare server does not). For the audio benchmark
+# (scripts/bench-audio.sh): espeak-ng speaks its PESQ speech, iproute2 and iptables make its
+# impaired network (this kernel has no netem: NFQUEUE instead), python3-venv holds PESQ.
 test_pkgs=(pulseaudio pulseaudio-utils sox xvfb xauth dbus dbus-x11 dunst libnotify-bin imagemagick xdotool
-  python3-dbus python3-gi python3-xlib webkit2gtk-driver gnome-keyring fonts-noto-color-emoji)
+  python3-dbus python3-gi python3-xlib webkit2gtk-driver gnome-keyring fonts-noto-color-emoji
+  espeak-ng iproute2 iptables python3-venv)
 pkgs=("${build_pkgs[@]}")
 if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); fi
 

@@ -1,6 +1,8 @@
 //! Support for Confab's whole-system tests and benchmark: a server on a free loopback port,
 //! speech-like test signals, and the signal math that says whether audio arrived intact.
 
+pub mod bench;
+
 pub use confab_testkit::{pulse, signal};
 
 use std::time::Duration;

@@ -20,6 +20,20 @@ set-default-sink speaker
 set-default-source vmic
 ";
 
+/// A configuration for measuring delay: one stereo null sink `probe` whose left channel is the
+/// microphone (`micfeed` plays into it, `vmic` records from it) and whose right channel is the
+/// speaker (`speaker` plays into it). Recording `probe.monitor` captures what the microphone
+/// heard and what the speaker played on one clock, so their offset is exact.
+const PROBE_PA: &str = "\
+load-module module-native-protocol-unix auth-anonymous=1
+load-module module-null-sink sink_name=probe rate=48000 channels=2 channel_map=front-left,front-right
+load-module module-remap-sink sink_name=micfeed master=probe channels=1 master_channel_map=front-left channel_map=mono remix=no
+load-module module-remap-sink sink_name=speaker master=probe channels=1 master_channel_map=front-right channel_map=mono remix=no
+load-module module-remap-source source_name=vmic master=probe.monitor channels=1 master_channel_map=front-left channel_map=mono remix=no
+set-default-sink speaker
+set-default-source vmic
+";
+
 const INSTALL_HINT: &str =
     "device tests need PulseAudio: install the Debian packages pulseaudio pulseaudio-utils sox";
 
@@ -36,6 +50,17 @@ impl PulseDaemon {
     /// Starts a daemon in a fresh runtime directory and waits until it accepts clients.
     /// Panics, naming the packages to install, if the PulseAudio tools are missing.
     pub fn start() -> PulseDaemon {
+        Self::start_with(TEST_PA)
+    }
+
+    /// Starts a daemon whose microphone and speaker are the two channels of one sink, for
+    /// measuring the delay from one to the other: see [`PulseDaemon::record_probe`]. The device
+    /// names (`micfeed`, `vmic`, `speaker`) are those of [`PulseDaemon::start`].
+    pub fn start_probe() -> PulseDaemon {
+        Self::start_with(PROBE_PA)
+    }
+
+    fn start_with(config: &str) -> PulseDaemon {
         for tool in ["pulseaudio", "paplay", "parec", "pactl"] {
             if let Err(err) = Command::new(tool).arg("--version").output() {
                 if err.kind() == ErrorKind::NotFound {
@@ -49,7 +74,7 @@ impl PulseDaemon {
             .tempdir()
             .expect("create a runtime directory for PulseAudio");
         let script = dir.path().join("test.pa");
-        fs::write(&script, TEST_PA).expect("write test.pa");
+        fs::write(&script, config).expect("write test.pa");
         let log = fs::File::create(dir.path().join("pulseaudio.log")).expect("create the log");
 
         // `--exit-idle-time` is only a backstop for a test process that is killed outright:
@@ -179,6 +204,63 @@ impl PulseDaemon {
     }
 }
 
+impl PulseDaemon {
+    /// Starts recording, into `path` as raw interleaved stereo `f32` at 48 kHz, the monitor of
+    /// the `probe` sink of [`PulseDaemon::start_probe`]: left what the microphone hears, right
+    /// what the speaker plays. A short recorder latency, so stopping loses little.
+    pub fn record_probe(&self, path: &Path) -> ProbeRecording {
+        let child = self
+            .command("parec")
+            .args([
+                "-d",
+                "probe.monitor",
+                "--raw",
+                "--format=float32le",
+                "--rate=48000",
+                "--channels=2",
+                "--latency-msec=20",
+            ])
+            .arg(path)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run parec (pulseaudio-utils)");
+        ProbeRecording {
+            parec: KillOnDrop(child),
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+/// A running recording of the probe sink; [`ProbeRecording::finish`] stops it.
+pub struct ProbeRecording {
+    parec: KillOnDrop,
+    path: PathBuf,
+}
+
+impl ProbeRecording {
+    /// Stops recording (SIGINT, so parec writes out what it still holds) and returns the file.
+    pub fn finish(self) -> PathBuf {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.parec.0.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        self.path.clone()
+    }
+}
+
+/// Splits raw interleaved stereo `f32` (little-endian) into its left and right channels.
+pub fn split_stereo(bytes: &[u8]) -> (Vec<f32>, Vec<f32>) {
+    bytes
+        .chunks_exact(8)
+        .map(|b| {
+            (
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                f32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            )
+        })
+        .unzip()
+}
+
 /// A running recording of the speaker; [`SpeakerRecording::finish`] stops it and returns the
 /// samples. Dropped unfinished, the recorder is killed.
 pub struct SpeakerRecording {
@@ -219,5 +301,20 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stereo_splits_into_left_and_right() {
+        let bytes: Vec<u8> = [0.5f32, -0.25, 1.0, 0.0, 7.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        // The odd trailing sample (a recorder stopped mid-frame) is dropped.
+        assert_eq!(split_stereo(&bytes), (vec![0.5, 1.0], vec![-0.25, 0.0]));
     }
 }

@@ -1,4 +1,4 @@
-//! `confab-bench`: one-way latency from the host's frame to a listener's decoded frame through
+//! `confab-bench path` (the default): one-way latency from the host's frame to a listener's decoded frame through
 //! a real server on loopback, and the time from join to first audio.
 //!
 //! The baseline, measured in the same run on the same frames, is the codec alone (Opus encode
@@ -8,29 +8,21 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 use confab_audio::{Decoder, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES};
 use confab_client::{Client, ClientConfig, Event, Streams};
 use confab_tests::TestServer;
+use confab_tests::bench::report::percentile;
 use confab_tests::signal::speech_like;
 
-/// Measures Confab's live audio path on loopback.
-#[derive(Parser, Debug)]
-struct Args {
+/// One-way latency, host frame to a listener's decoded frame, on loopback.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct PathArgs {
     /// Seconds of speech the host sends.
     #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
+    pub(crate) seconds: f64,
     /// Listeners that join (one after another, while the host speaks).
     #[arg(long, default_value_t = 5)]
-    listeners: usize,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    pub(crate) listeners: usize,
 }
 
 async fn wait_connected(streams: &mut Streams) -> anyhow::Result<()> {
@@ -47,9 +39,7 @@ async fn wait_connected(streams: &mut Streams) -> anyhow::Result<()> {
         .context("media did not connect")?
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+pub(crate) async fn run(args: PathArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.seconds >= 2.0 && args.seconds <= 600.0,
         "--seconds must be 2..600"

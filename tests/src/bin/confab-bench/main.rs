@@ -1,0 +1,63 @@
+//! `confab-bench`: figures for Confab's live audio, printed, never asserted.
+//!
+//! - `confab-bench [path] [--seconds S] [--listeners N]` (the default): one-way latency from a
+//!   host's frame to a listener's decoded frame through a real server on loopback, against the
+//!   codec alone, and the time from join to first audio.
+//! - `confab-bench audio`: the audio engine's figures of issue 5 in one bounded run
+//!   (mouth-to-ear latency clean and impaired, client CPU, PESQ), each against its target.
+//!
+//! The hidden subcommands are the processes `audio` starts: a scenario in its own network
+//! namespace, and the clients whose CPU it measures.
+
+mod audio;
+mod clients;
+#[cfg(target_os = "linux")]
+mod nfqueue;
+mod path;
+mod scenario;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    path: path::PathArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// One-way latency host frame -> listener decoded frame (the default).
+    Path(path::PathArgs),
+    /// Mouth-to-ear latency, client CPU and PESQ against the targets of issue 5.
+    Audio(audio::AudioArgs),
+    #[command(hide = true)]
+    Scenario(scenario::ScenarioArgs),
+    #[command(hide = true)]
+    ClientSpeaker(clients::SpeakerArgs),
+    #[command(hide = true)]
+    ClientListener(clients::ListenerArgs),
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => runtime()?.block_on(path::run(cli.path)),
+        Some(Command::Path(args)) => runtime()?.block_on(path::run(args)),
+        Some(Command::Audio(args)) => audio::run(args),
+        // These set the process environment for PulseAudio before any thread starts, then
+        // build their own runtime.
+        Some(Command::Scenario(args)) => scenario::run(args),
+        Some(Command::ClientSpeaker(args)) => clients::speaker_process(args),
+        Some(Command::ClientListener(args)) => clients::listener_process(args),
+    }
+}
