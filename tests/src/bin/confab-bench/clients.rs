@@ -12,10 +12,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use confab_audio::Mixer;
 use confab_audio::{Capture, DEFAULT_CUSHION, FRAME_SAMPLES, Playback, SpeakerFeed};
 use confab_client::{AudioFrame, Client, ClientConfig, Event, Mic, Streams};
 use confab_proto::SpaceId;
-use confab_tests::bench::mixer::Mixer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -165,12 +165,12 @@ pub(crate) async fn listen(
         per_slot: vec![0; slots],
         ..Heard::default()
     };
-    let mut mixer = Mixer::new(slots);
-    let start = Instant::now();
+    // The product's mixer, as the app and the CLI play through it.
+    let mut mixer = Mixer::new();
     let mut ready = ready;
-    let mut drain = tokio::time::interval(Duration::from_millis(20));
     loop {
-        let mixed = tokio::select! {
+        let mut mixed: Vec<Vec<f32>> = Vec::new();
+        tokio::select! {
             _ = &mut stop => break,
             frame = audio.recv() => match frame {
                 Some(f) => {
@@ -178,12 +178,11 @@ pub(crate) async fn listen(
                     if let Some(n) = heard.per_slot.get_mut(f.slot) {
                         *n += 1;
                     }
-                    mixer.push(f.slot, f.samples, start.elapsed())
+                    mixer.push(f.slot, &f.samples, |m| mixed.push(m.to_vec()));
                 }
                 None => break,
             },
-            _ = drain.tick() => mixer.drain(start.elapsed()),
-        };
+        }
         for frame in mixed {
             heard
                 .queued_ms
@@ -199,7 +198,7 @@ pub(crate) async fn listen(
         }
     }
     heard.refills = feed.refills();
-    heard.mixer_dropped = mixer.dropped();
+    heard.mixer_dropped = mixer.stats().overflowed;
     heard
 }
 
