@@ -29,7 +29,7 @@ pub use device::{
     output_devices,
 };
 pub use error::AudioError;
-pub use feed::{DEFAULT_CUSHION, SpeakerFeed};
+pub use feed::{DEFAULT_CUSHION, SpeakerFeed, TRIM_ANY_ABOVE, TRIM_QUIET_ABOVE};
 pub use jitter::{
     FORCE_SHRINK_EXCESS, FrameKind, IDLE_AFTER, INITIAL_TARGET_DELAY, JITTER_WINDOW, JitterBuffer,
     JitterStats, MAX_PACKETS, MAX_TARGET_DELAY, MIN_TARGET_DELAY, Pulled, SHRINK_INTERVAL,
