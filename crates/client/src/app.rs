@@ -180,6 +180,20 @@ fn volumes_of(v: &HashMap<ParticipantId, f32>) -> Vec<SpeakerVolume> {
     out
 }
 
+/// A scheduled space as Home shows it to this account.
+fn upcoming(s: &Scheduled, m: &Model) -> Upcoming {
+    let mine = m.account.as_ref().is_some_and(|(a, _)| a.handle == s.host);
+    Upcoming {
+        id: s.id.clone(),
+        host: s.host.clone(),
+        title: s.title.clone(),
+        topics: s.topics.clone(),
+        starts_at: s.starts_at,
+        reminded: m.reminders.contains(&s.id),
+        mine,
+    }
+}
+
 fn account_of(p: &confab_proto::Profile) -> Account {
     Account {
         handle: p.handle.clone(),
@@ -1080,32 +1094,14 @@ impl Inner {
                     || m.reminders.contains(&s.id)
                     || followed.contains(&format!("@{}", s.host))
             })
-            .map(|s| Upcoming {
-                id: s.id.clone(),
-                host: s.host.clone(),
-                title: s.title.clone(),
-                topics: s.topics.clone(),
-                starts_at: s.starts_at,
-                reminded: m.reminders.contains(&s.id),
-                mine: Some(s.host.as_str()) == me,
-            })
+            .map(|s| upcoming(s, &m))
             .collect();
         list.sort_by_key(|u| (u.starts_at, u.id.clone()));
         list
     }
 
     fn upcoming_of(&self, s: &Scheduled) -> Upcoming {
-        let m = lock(&self.model);
-        let me = m.account.as_ref().map(|(a, _)| a.handle.as_str());
-        Upcoming {
-            id: s.id.clone(),
-            host: s.host.clone(),
-            title: s.title.clone(),
-            topics: s.topics.clone(),
-            starts_at: s.starts_at,
-            reminded: m.reminders.contains(&s.id),
-            mine: Some(s.host.as_str()) == me,
-        }
+        upcoming(s, &lock(&self.model))
     }
 
     async fn emit_upcoming(&self) {

@@ -30,41 +30,37 @@ fn refused(api: ApiError) -> IpcError {
     err(IpcErrorCode::Server(api.code), api.message)
 }
 
-async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, IpcError> {
-    let offline = |e: reqwest::Error| err(IpcErrorCode::Offline, e.to_string());
-    let response = request.send().await.map_err(offline)?;
+/// Sends `request`; a failure is the server's `{code, message}` when it gave one.
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, IpcError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| err(IpcErrorCode::Offline, e.to_string()))?;
     if response.status().is_success() {
-        response
-            .json()
-            .await
-            .map_err(|e| err(IpcErrorCode::Internal, format!("the server's answer: {e}")))
-    } else {
-        let status = response.status();
-        match response.json::<ApiError>().await {
-            Ok(api) => Err(refused(api)),
-            Err(_) => Err(err(
-                IpcErrorCode::Internal,
-                format!("the server answered {status}"),
-            )),
-        }
-    }
-}
-
-/// Like [`answer`] for calls whose success has no body.
-async fn done(request: reqwest::RequestBuilder) -> Result<(), IpcError> {
-    let offline = |e: reqwest::Error| err(IpcErrorCode::Offline, e.to_string());
-    let response = request.send().await.map_err(offline)?;
-    if response.status().is_success() {
-        return Ok(());
+        return Ok(response);
     }
     let status = response.status();
-    match response.json::<ApiError>().await {
-        Ok(api) => Err(refused(api)),
-        Err(_) => Err(err(
+    Err(match response.json::<ApiError>().await {
+        Ok(api) => refused(api),
+        Err(_) => err(
             IpcErrorCode::Internal,
             format!("the server answered {status}"),
-        )),
-    }
+        ),
+    })
+}
+
+/// [`send`], reading the answer's body.
+async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, IpcError> {
+    send(request)
+        .await?
+        .json()
+        .await
+        .map_err(|e| err(IpcErrorCode::Internal, format!("the server's answer: {e}")))
+}
+
+/// [`send`] for calls whose success has no body.
+async fn done(request: reqwest::RequestBuilder) -> Result<(), IpcError> {
+    send(request).await.map(drop)
 }
 
 impl Web {
