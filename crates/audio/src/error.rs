@@ -29,6 +29,10 @@ pub enum AudioError {
     #[error("voice processing takes 10 ms (480) or 20 ms (960) sample frames, got {got}")]
     VoiceFrameSize { got: usize },
 
+    /// The audio worker thread could not be started.
+    #[error("could not start the audio worker thread: {0}")]
+    Worker(String),
+
     /// An output buffer is shorter than the operation needs.
     #[error("{what} buffer too small: need at least {needed}, got {got}")]
     BufferTooSmall {

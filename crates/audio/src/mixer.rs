@@ -174,7 +174,7 @@ impl Mixer {
 
 /// The soft limiter: identity up to [`LIMIT_KNEE`], then a tanh curve that approaches but never
 /// reaches 1.0. Returns the sample and whether it was bent.
-fn limit(x: f32) -> (f32, bool) {
+pub(crate) fn limit(x: f32) -> (f32, bool) {
     let a = x.abs();
     if a <= LIMIT_KNEE {
         return (x, false);

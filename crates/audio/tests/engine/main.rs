@@ -1,0 +1,224 @@
+//! The real-time audio worker, with a test thread standing in for the sound card: it drains the
+//! speaker ring at the device's pace (10 ms every 10 ms) and fills the microphone ring. What
+//! it checks is what a listener would hear: every speaker in the mix at our volume, nothing
+//! clipped, the speaker ring kept shallow, and what a speaker says arriving as Opus packets
+//! that decode back to it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use confab_audio::{
+    AudioEngine, Decoder, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES,
+    Outgoing, PLAYOUT_LOW_WATER, VoiceConfig,
+};
+
+const RATE: f32 = 48_000.0;
+
+fn tone(freq: f32, amp: f32, start: usize, len: usize) -> Vec<f32> {
+    (start..start + len)
+        .map(|i| amp * (std::f32::consts::TAU * freq * i as f32 / RATE).sin())
+        .collect()
+}
+
+/// The amplitude of the `freq` component of `x` (Goertzel).
+fn amplitude(x: &[f32], freq: f32) -> f32 {
+    let w = std::f32::consts::TAU * freq / RATE;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0f32, 0f32);
+    for &v in x {
+        let s = v + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - c * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / x.len() as f32
+}
+
+fn no_processing() -> VoiceConfig {
+    VoiceConfig {
+        high_pass: false,
+        echo_cancel: false,
+        noise_suppression: false,
+        agc: false,
+    }
+}
+
+/// Encodes `seconds` of a tone into packets, one per 20 ms.
+fn packets(freq: f32, seconds: f32) -> Vec<Vec<u8>> {
+    let mut enc = Encoder::new(&EncoderConfig {
+        dtx: false,
+        ..EncoderConfig::default()
+    })
+    .unwrap();
+    let frames = (seconds * 50.0) as usize;
+    let mut out = vec![0u8; MAX_PACKET_BYTES];
+    (0..frames)
+        .map(
+            |n| match enc.encode(&tone(freq, 0.3, n * FRAME_SAMPLES, FRAME_SAMPLES), &mut out) {
+                Ok(Encoded::Packet(len)) => out[..len].to_vec(),
+                other => panic!("frame {n} did not encode: {other:?}"),
+            },
+        )
+        .collect()
+}
+
+/// Sends each slot's packets at 50 per second while a "device" drains the speaker ring at
+/// 48 kHz; returns everything the device played.
+///
+/// RTP numbering starts at frame `first`, so a second call continues the same streams.
+fn play(
+    engine: &AudioEngine,
+    speakers: &[(usize, Vec<Vec<u8>>)],
+    first: usize,
+    seconds: f32,
+) -> Vec<f32> {
+    let (producer, mut consumer) = rtrb::RingBuffer::new(48_000);
+    engine.set_playback(Some(producer));
+    let played = Arc::new(Mutex::new(Vec::new()));
+    let device = {
+        let played = Arc::clone(&played);
+        let total = (seconds * RATE) as usize;
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut taken = 0usize;
+            while taken < total {
+                std::thread::sleep(Duration::from_millis(10));
+                // The device consumes at its own clock, whether or not audio is there.
+                let due = (start.elapsed().as_secs_f64() * f64::from(RATE)) as usize;
+                let mut out = played.lock().unwrap();
+                while taken < due.min(total) {
+                    out.push(consumer.pop().unwrap_or(0.0));
+                    taken += 1;
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    let frames = speakers.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+    for n in 0..frames {
+        let at = start + Duration::from_millis(20 * n as u64);
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        for (slot, p) in speakers {
+            if let Some(payload) = p.get(n) {
+                let k = first + n;
+                let ts = (k * FRAME_SAMPLES) as u32;
+                engine.push_packet(*slot, k as u16, ts, payload, Instant::now());
+            }
+        }
+    }
+    device.join().unwrap();
+    engine.set_playback(None);
+    Arc::try_unwrap(played).unwrap().into_inner().unwrap()
+}
+
+#[test]
+fn the_device_hears_every_speaker_mixed_at_our_volume() {
+    let engine = AudioEngine::start(no_processing()).unwrap();
+    let ada = packets(440.0, 2.0);
+    let bob = packets(1000.0, 2.0);
+    let out = play(&engine, &[(0, ada), (3, bob.clone())], 0, 2.4);
+
+    // The middle second: both speakers, each at the level sent, and never a clipped sample.
+    let middle = &out[36_000..84_000];
+    let (a, b) = (amplitude(middle, 440.0), amplitude(middle, 1000.0));
+    assert!((0.2..0.36).contains(&a), "Ada's tone at {a}");
+    assert!((0.2..0.36).contains(&b), "Bob's tone at {b}");
+    let peak = out.iter().fold(0f32, |m, s| m.max(s.abs()));
+    assert!(peak < 1.0, "peak {peak}");
+    let stats = engine.stats();
+    assert!(stats.frames_mixed >= 100, "{stats:?}");
+    // The device clock pulls the mix: the ring never holds more than the low-water mark plus
+    // the block that crossed it.
+    assert!(
+        stats.playout_queued as usize <= PLAYOUT_LOW_WATER + FRAME_SAMPLES / 2,
+        "{stats:?}"
+    );
+    // Both slots are reported with statistics once a second.
+    let slots: Vec<usize> = engine.jitter_stats().iter().map(|(s, _)| *s).collect();
+    assert_eq!(slots, [0, 3]);
+
+    // Our volume: Bob muted for us, Ada doubled.
+    engine.set_gain(3, 0.0);
+    engine.set_gain(0, 2.0);
+    let ada = packets(440.0, 2.0);
+    let out = play(&engine, &[(0, ada), (3, bob)], 120, 2.4);
+    let middle = &out[36_000..84_000];
+    let (a, b) = (amplitude(middle, 440.0), amplitude(middle, 1000.0));
+    assert!((0.45..0.7).contains(&a), "Ada doubled is at {a}");
+    assert!(b < 0.01, "Bob muted is at {b}");
+}
+
+#[test]
+fn two_loud_speakers_are_limited_not_clipped() {
+    let engine = AudioEngine::start(no_processing()).unwrap();
+    for slot in 0..2 {
+        engine.set_gain(slot, 4.0);
+    }
+    let out = play(
+        &engine,
+        &[(0, packets(300.0, 1.0)), (1, packets(500.0, 1.0))],
+        0,
+        1.3,
+    );
+    let peak = out.iter().fold(0f32, |m, s| m.max(s.abs()));
+    assert!(peak > 0.8 && peak < 1.0, "peak {peak}");
+    assert!(engine.stats().frames_limited > 10, "{:?}", engine.stats());
+}
+
+#[test]
+fn what_the_microphone_hears_goes_out_as_one_packet_per_frame() {
+    let engine = AudioEngine::start(no_processing()).unwrap();
+    let sent: Arc<Mutex<Vec<Option<Vec<u8>>>>> = Arc::default();
+    let sink_sent = Arc::clone(&sent);
+    engine.set_sink(Some(Box::new(move |out| {
+        sink_sent.lock().unwrap().push(match out {
+            Outgoing::Packet(p) => Some(p.to_vec()),
+            Outgoing::Dtx => None,
+        });
+    })));
+    let (mut mic, ring) = rtrb::RingBuffer::new(48_000);
+    engine.set_capture(Some(ring));
+    // One second of a 700 Hz tone, then half a second while muted.
+    let said = tone(700.0, 0.3, 0, 48_000 + 24_000);
+    for (i, chunk) in said.chunks(480).enumerate() {
+        if i == 100 {
+            wait_for(|| sent.lock().unwrap().len() >= 50);
+            engine.set_muted(true);
+        }
+        for &s in chunk {
+            mic.push(s).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    wait_for(|| sent.lock().unwrap().len() >= 75);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 75, "one output per 20 ms frame");
+    let mut dec = Decoder::new().unwrap();
+    let mut pcm = vec![0f32; FRAME_SAMPLES];
+    let mut heard = Vec::new();
+    for p in &sent {
+        match p {
+            Some(p) => {
+                dec.decode(p, &mut pcm).unwrap();
+                heard.extend_from_slice(&pcm);
+            }
+            None => heard.extend(std::iter::repeat_n(0.0, FRAME_SAMPLES)),
+        }
+    }
+    let spoken = amplitude(&heard[9_600..48_000], 700.0);
+    assert!((0.22..0.36).contains(&spoken), "the tone arrives at {spoken}");
+    let muted = amplitude(&heard[55_000..72_000], 700.0);
+    assert!(muted < 0.01, "muted, the tone is still at {muted}");
+    assert_eq!(engine.stats().frames_sent, 75);
+    // The raw input level is metered whether or not we send.
+    let (rms, peak, seq) = engine.input_level();
+    assert!(seq > 0 && rms > 0.15 && peak > 0.25, "{rms} {peak} {seq}");
+}
+
+fn wait_for(mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < until, "timed out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
