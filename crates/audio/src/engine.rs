@@ -118,7 +118,7 @@ pub struct EngineStats {
 /// State shared between the worker and its handle.
 struct Shared {
     running: AtomicBool,
-    muted: AtomicBool,
+    muted: Arc<AtomicBool>,
     gains: [AtomicU32; ENGINE_SLOTS],
     slot_levels: [AtomicU32; ENGINE_SLOTS],
     input_rms: AtomicU32,
@@ -174,7 +174,7 @@ impl AudioEngine {
     pub fn start(voice: VoiceConfig) -> Result<AudioEngine, AudioError> {
         let shared = Arc::new(Shared {
             running: AtomicBool::new(true),
-            muted: AtomicBool::new(false),
+            muted: Arc::default(),
             gains: std::array::from_fn(|_| f32_atomic(1.0)),
             slot_levels: std::array::from_fn(|_| f32_atomic(0.0)),
             input_rms: f32_atomic(0.0),
@@ -249,6 +249,12 @@ impl AudioEngine {
     /// Silences what is sent (the stream's timing holds: frames of silence go out).
     pub fn set_muted(&self, muted: bool) {
         self.shared.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// The flag [`set_muted`](Self::set_muted) sets, for a caller that mutes from many places
+    /// (a push-to-talk key, the server's mute) and wants each to act at once.
+    pub fn mute_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shared.muted)
     }
 
     /// Our volume for receive slot `slot` (0 mutes it for us; clamped to `0..=MAX_GAIN`).

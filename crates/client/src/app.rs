@@ -16,14 +16,11 @@ mod web;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use confab_audio::{
-    Capture, DEFAULT_CUSHION, FRAME_SAMPLES, MAX_GAIN, Mixer, Playback, SAMPLE_RATE, SpeakerFeed,
-    VoiceConfig, VoiceProcessor,
-};
+use confab_audio::{AudioEngine, Capture, MAX_GAIN, Playback, SAMPLE_RATE, SendSink, VoiceConfig};
 use confab_proto::ipc::{
     Account, AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError,
     IpcErrorCode, ReportKind, Settings, SpeakerLevel, SpeakerVolume, StageAction, Upcoming,
@@ -35,7 +32,6 @@ use confab_proto::{
 };
 use confab_store::{Store, StoreError};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use crate::identity::{DeviceKey, key_file};
 use crate::{Client, ClientConfig, ClientError, Event, Joined, Mic, Streams};
@@ -77,12 +73,13 @@ struct Inner {
     model: Mutex<Model>,
     client: Mutex<Option<Client>>,
     audio: Mutex<Audio>,
+    /// Whether what we send is silenced; the audio worker reads it for every frame.
     muted: Arc<AtomicBool>,
     meter: Arc<AtomicBool>,
-    /// Which voice-processing stages run ([`voice_bits`]); read by the capture loop.
+    /// Which voice-processing stages run ([`voice_bits`]).
     voice: Arc<AtomicU8>,
-    /// Our microphone's level (f32 bits) for our own speaking ring, while we are on the mic.
-    my_level: Arc<AtomicU32>,
+    /// The real-time audio worker (`None` when this instance opens no audio devices).
+    engine: Option<Arc<AudioEngine>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -125,16 +122,13 @@ fn keyed(spaces: &[SpaceSummary]) -> Vec<SpaceSummary> {
         .collect()
 }
 
-/// Open devices and the tasks that move audio between them and the connection.
+/// The open devices (their rings are the audio worker's) and our microphone track.
 #[derive(Default)]
 struct Audio {
     capture: Option<Capture>,
-    capture_task: Option<JoinHandle<()>>,
     playback: Option<Playback>,
-    speaker: Arc<Mutex<Option<SpeakerFeed>>>,
-    mic: Arc<Mutex<Option<Mic>>>,
-    /// What the speaker plays, for the microphone's echo canceller (while the mic is open).
-    far_end: Arc<Mutex<Option<rtrb::Producer<f32>>>>,
+    /// Our microphone track while we are on the stage: the audio worker's send sink.
+    mic: Option<Mic>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -280,6 +274,14 @@ impl App {
             http,
             url: opts.server_url.trim_end_matches('/').to_owned(),
         };
+        let engine = if opts.audio {
+            Some(Arc::new(
+                AudioEngine::start(voice_config(voice_bits(voice))).map_err(device)?,
+            ))
+        } else {
+            None
+        };
+        let muted = engine.as_ref().map_or_else(Arc::default, |e| e.mute_flag());
         let inner = Arc::new(Inner {
             opts,
             web,
@@ -300,14 +302,15 @@ impl App {
             }),
             client: Mutex::new(None),
             audio: Mutex::new(Audio::default()),
-            muted: Arc::new(AtomicBool::new(false)),
+            muted,
             meter: Arc::new(AtomicBool::new(false)),
             voice: Arc::new(AtomicU8::new(voice_bits(voice))),
-            my_level: Arc::new(AtomicU32::new(0)),
+            engine,
             shutdown: watch::channel(false).0,
         });
         tokio::spawn(supervise(Arc::clone(&inner)));
         tokio::spawn(refresh_schedules(Arc::clone(&inner)));
+        tokio::spawn(input_meter(Arc::clone(&inner)));
         Ok((App { inner }, rx))
     }
 
@@ -859,6 +862,9 @@ impl App {
         self.inner
             .voice
             .store(voice_bits(s.voice), Ordering::Relaxed);
+        if let Some(engine) = &self.inner.engine {
+            engine.set_voice(voice_config(voice_bits(s.voice)));
+        }
         // The account's name is the one others see: rename it on the server too.
         let token = lock(&self.inner.model)
             .account
@@ -967,6 +973,15 @@ impl Inner {
 
     /// Our volume for whoever receive slot `slot` carries, or `None` for someone whose
     /// account we blocked (their audio is dropped).
+    /// Gives the audio worker our gain for every receive slot (0 for a blocked account).
+    fn apply_gains(&self) {
+        if let Some(engine) = &self.engine {
+            for slot in 0..confab_audio::ENGINE_SLOTS {
+                engine.set_gain(slot, self.slot_gain(slot).unwrap_or(0.0));
+            }
+        }
+    }
+
     fn slot_gain(&self, slot: usize) -> Option<f32> {
         let m = lock(&self.model);
         let (Some(&who), Some(cur)) = (m.slots.get(&slot), m.current.as_ref()) else {
@@ -1365,12 +1380,12 @@ impl Inner {
             Effect::None => {}
             Effect::Me { speaks, muted } => {
                 self.muted.store(muted, Ordering::Relaxed);
-                let on_mic = lock(&lock(&self.audio).mic).is_some();
+                let on_mic = lock(&self.audio).mic.is_some();
                 if speaks && !on_mic {
                     let inner = Arc::clone(self);
                     tokio::spawn(async move { inner.start_mic().await });
                 } else if !speaks && on_mic {
-                    *lock(&lock(&self.audio).mic) = None;
+                    self.set_mic(None);
                     self.release_capture_if_idle().await;
                 }
             }
@@ -1393,11 +1408,25 @@ impl Inner {
     }
 
     /// Puts us on the mic: the connection's microphone track and the device.
+    /// Our microphone track becomes (or stops being) where the audio worker sends.
+    fn set_mic(&self, mic: Option<Mic>) {
+        if let Some(engine) = &self.engine {
+            engine.set_sink(mic.clone().map(|m| -> SendSink {
+                Box::new(move |frame| {
+                    if let Err(e) = m.try_send_encoded(frame) {
+                        tracing::debug!(error = %e, "microphone frame not sent");
+                    }
+                })
+            }));
+        }
+        lock(&self.audio).mic = mic;
+    }
+
     async fn start_mic(self: &Arc<Self>) {
         let client = lock(&self.client).clone();
         if let Some(client) = client {
             match client.mic().await {
-                Ok(mic) => *lock(&lock(&self.audio).mic) = Some(mic),
+                Ok(mic) => self.set_mic(Some(mic)),
                 Err(e) => tracing::warn!(error = %e, "no microphone track"),
             }
         }
@@ -1408,20 +1437,20 @@ impl Inner {
         }
     }
 
-    /// Opens the speaker (and the microphone for a speaker) for the current space.
+    /// Opens the speaker (and the microphone for a speaker) for the current space; the audio
+    /// worker plays into it.
     async fn start_space_audio(self: &Arc<Self>, speaks: bool) {
         if speaks {
             self.start_mic().await;
         }
-        if !self.opts.audio {
+        let Some(engine) = self.engine.clone() else {
             return;
-        }
+        };
         let output = lock(&self.store).output_device().ok().flatten();
         match tokio::task::spawn_blocking(move || Playback::start(output.as_deref())).await {
             Ok(Ok((pb, ring))) => {
-                let mut audio = lock(&self.audio);
-                *lock(&audio.speaker) = Some(SpeakerFeed::new(ring, DEFAULT_CUSHION));
-                if let Some(old) = audio.playback.replace(pb) {
+                engine.set_playback(Some(ring));
+                if let Some(old) = lock(&self.audio).playback.replace(pb) {
                     tokio::task::spawn_blocking(move || drop(old));
                 }
             }
@@ -1431,23 +1460,23 @@ impl Inner {
     }
 
     async fn stop_space_audio(&self) {
-        let playback = {
-            let mut audio = lock(&self.audio);
-            *lock(&audio.mic) = None;
-            *lock(&audio.speaker) = None;
-            audio.playback.take()
-        };
+        self.set_mic(None);
+        if let Some(engine) = &self.engine {
+            engine.set_playback(None);
+        }
+        let playback = lock(&self.audio).playback.take();
         if let Some(pb) = playback {
             let _ = tokio::task::spawn_blocking(move || drop(pb)).await;
         }
         self.release_capture_if_idle().await;
     }
 
-    /// Opens the microphone and starts the task that frames it, meters it and sends it.
+    /// Opens the microphone into the audio worker (which frames it, meters it and, while we
+    /// are on the stage, processes, encodes and sends it).
     async fn ensure_capture(&self) -> Result<(), IpcError> {
-        if !self.opts.audio {
+        let Some(engine) = self.engine.clone() else {
             return Err(err(IpcErrorCode::Device, "audio is off in this instance"));
-        }
+        };
         if lock(&self.audio).capture.is_some() {
             return Ok(());
         }
@@ -1462,22 +1491,8 @@ impl Inner {
             tokio::task::spawn_blocking(move || drop(capture));
             return Ok(());
         }
-        let (far_tx, far_rx) = rtrb::RingBuffer::new(SAMPLE_RATE as usize / 2);
-        *lock(&audio.far_end) = Some(far_tx);
-        let task = tokio::spawn(capture_loop(
-            ring,
-            far_rx,
-            Arc::clone(&audio.mic),
-            Flags {
-                muted: Arc::clone(&self.muted),
-                meter: Arc::clone(&self.meter),
-                voice: Arc::clone(&self.voice),
-            },
-            Arc::clone(&self.my_level),
-            self.events.clone(),
-        ));
+        engine.set_capture(Some(ring));
         audio.capture = Some(capture);
-        audio.capture_task = Some(task);
         Ok(())
     }
 
@@ -1485,109 +1500,49 @@ impl Inner {
     async fn release_capture_if_idle(&self) {
         let capture = {
             let mut audio = lock(&self.audio);
-            let needed = self.meter.load(Ordering::Relaxed) || lock(&audio.mic).is_some();
+            let needed = self.meter.load(Ordering::Relaxed) || audio.mic.is_some();
             if needed {
                 return;
             }
-            if let Some(task) = audio.capture_task.take() {
-                task.abort();
-            }
-            *lock(&audio.far_end) = None;
             audio.capture.take()
         };
         if let Some(c) = capture {
+            if let Some(engine) = &self.engine {
+                engine.set_capture(None);
+            }
             let _ = tokio::task::spawn_blocking(move || drop(c)).await;
         }
     }
+
+    /// Our own speaking level for our ring: 0 while muted or not speaking.
+    fn my_level(&self) -> f32 {
+        match &self.engine {
+            Some(e) if !self.muted.load(Ordering::Relaxed) => e.my_level(),
+            _ => 0.0,
+        }
+    }
 }
 
-/// What the capture loop reads on every frame.
-struct Flags {
-    muted: Arc<AtomicBool>,
-    meter: Arc<AtomicBool>,
-    voice: Arc<AtomicU8>,
-}
-
-/// Frames the microphone ring into 20 ms frames and, while we are on the mic, runs each through
-/// the voice processor (high-pass, echo cancellation against what the speaker plays, noise
-/// suppression, gain control) and sends it (silence while muted, so the stream's timing
-/// holds). Reports the raw level about 20 times a second when asked, and our speaking level
-/// (zero unless the processor hears speech) for our own ring.
-async fn capture_loop(
-    mut ring: rtrb::Consumer<f32>,
-    mut far_end: rtrb::Consumer<f32>,
-    mic: Arc<Mutex<Option<Mic>>>,
-    flags: Flags,
-    my_level: Arc<AtomicU32>,
-    events: mpsc::Sender<AppEvent>,
-) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(10));
-    let mut frame = Vec::with_capacity(FRAME_SAMPLES);
-    let mut far = Vec::with_capacity(FRAME_SAMPLES);
-    let mut bits = flags.voice.load(Ordering::Relaxed);
-    let mut voice = VoiceProcessor::new(voice_config(bits));
-    let (mut sum_sq, mut peak, mut counted) = (0f64, 0f32, 0usize);
-    let level_every = SAMPLE_RATE as usize / 20;
+/// Sends the microphone's raw level about 20 times a second while the level meter is on.
+async fn input_meter(inner: Arc<Inner>) {
+    let Some(engine) = inner.engine.clone() else {
+        return;
+    };
+    let mut stop = inner.shutdown.subscribe();
+    let mut ticker = tokio::time::interval(Duration::from_millis(50));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = 0;
     loop {
-        ticker.tick().await;
-        let now = flags.voice.load(Ordering::Relaxed);
-        if now != bits {
-            bits = now;
-            voice.set_config(voice_config(bits));
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
         }
-        while let Ok(s) = far_end.pop() {
-            far.push(s);
-            if far.len() == FRAME_SAMPLES {
-                if let Err(e) = voice.push_far_end(&far) {
-                    tracing::debug!(error = %e, "echo reference");
-                }
-                far.clear();
-            }
+        let (rms, peak, seq) = engine.input_level();
+        if seq != last && inner.meter.load(Ordering::Relaxed) {
+            let _ = inner.events.try_send(AppEvent::InputLevel { rms, peak });
         }
-        while let Ok(s) = ring.pop() {
-            frame.push(s);
-            sum_sq += (s as f64) * (s as f64);
-            peak = peak.max(s.abs());
-            counted += 1;
-            if counted >= level_every {
-                let rms = (sum_sq / counted as f64).sqrt() as f32;
-                if flags.meter.load(Ordering::Relaxed) {
-                    let _ = events.try_send(AppEvent::InputLevel { rms, peak });
-                }
-                (sum_sq, peak, counted) = (0.0, 0.0, 0);
-            }
-            if frame.len() == FRAME_SAMPLES {
-                let target = lock(&mic).clone();
-                if let Some(m) = target {
-                    let mut out = vec![0.0; FRAME_SAMPLES];
-                    if let Err(e) = voice.process(&frame, &mut out) {
-                        tracing::debug!(error = %e, "voice processing");
-                        out.copy_from_slice(&frame);
-                    }
-                    let level = if voice.is_speech() {
-                        crate::app::rms(&out)
-                    } else {
-                        0.0
-                    };
-                    my_level.store(level.to_bits(), Ordering::Relaxed);
-                    if flags.muted.load(Ordering::Relaxed) {
-                        out.fill(0.0);
-                    }
-                    if let Err(e) = m.try_send(out) {
-                        tracing::debug!(error = %e, "microphone frame not sent");
-                    }
-                }
-                frame.clear();
-            }
-        }
+        last = seq;
     }
-}
-
-fn rms(x: &[f32]) -> f32 {
-    if x.is_empty() {
-        return 0.0;
-    }
-    (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len() as f64).sqrt() as f32
 }
 
 /// Keeps the app connected: connect, watch the directory, pump events; on loss, retry.
@@ -1609,6 +1564,9 @@ async fn supervise(inner: Arc<Inner>) {
         let mut config = ClientConfig::new(inner.opts.server_url.clone(), name);
         if let Some(token) = token {
             config = config.with_token(token);
+        }
+        if let Some(engine) = &inner.engine {
+            config = config.with_engine(Arc::clone(engine));
         }
         match Client::connect(config).await {
             Ok((client, streams)) => {
@@ -1686,6 +1644,13 @@ struct SlotLevels {
 }
 
 impl SlotLevels {
+    /// A slot's level measured elsewhere (the audio worker's), as if from `n` samples.
+    fn set(&mut self, slot: usize, rms: f32) {
+        let n = 1;
+        self.sum_sq
+            .insert(slot, (f64::from(rms) * f64::from(rms), n));
+    }
+
     fn add(&mut self, slot: usize, samples: &[f32]) {
         let e = self.sum_sq.entry(slot).or_default();
         e.0 += samples
@@ -1727,16 +1692,11 @@ impl SlotLevels {
     }
 }
 
-/// Moves one connection's events and audio until it closes; returns why. Audio of accounts
-/// we blocked is dropped here, before the speaker.
+/// Moves one connection's events until it closes; returns why. Every [`LEVEL_EVERY`] it
+/// gives the audio worker our volume for each receive slot (0 for accounts we blocked: their
+/// audio never reaches the speaker) and sends the speaking rings their levels.
 async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
-    let (speaker, far_end) = {
-        let audio = lock(&inner.audio);
-        (Arc::clone(&audio.speaker), Arc::clone(&audio.far_end))
-    };
     let mut levels = SlotLevels::default();
-    // Every speaker's frames sum into the one stream the speaker plays, each at our volume.
-    let mut mixer = Mixer::new();
     let mut ticker = tokio::time::interval(LEVEL_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -1744,42 +1704,35 @@ async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
             ev = streams.events.recv() => match ev {
                 None => return "connection closed".to_owned(),
                 Some(Event::Disconnected { reason }) => return reason,
-                Some(ev) => inner.on_event(ev).await,
+                Some(ev) => {
+                    let slots_changed = matches!(ev, Event::Slot { .. });
+                    inner.on_event(ev).await;
+                    if slots_changed {
+                        inner.apply_gains();
+                    }
+                }
             },
+            // Without an audio worker (no devices) the client decodes each slot itself:
+            // the frames only feed the speaking rings.
             Some(frame) = streams.audio.recv() => {
-                let Some(gain) = inner.slot_gain(frame.slot) else {
-                    continue; // someone we blocked
-                };
-                levels.add(frame.slot, &frame.samples);
-                mixer.set_gain(frame.slot, gain);
-                if let Some(feed) = lock(&speaker).as_mut() {
-                    let mut echo = lock(&far_end);
-                    mixer.push(frame.slot, &frame.samples, |mixed| {
-                        feed.push(mixed);
-                        // The echo canceller hears what the room will.
-                        if let Some(far) = echo.as_mut() {
-                            for &s in mixed {
-                                if far.push(s).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    });
+                if inner.slot_gain(frame.slot).is_some() {
+                    levels.add(frame.slot, &frame.samples);
                 }
             }
             _ = ticker.tick() => {
+                inner.apply_gains();
                 let (slots, me) = {
                     let m = lock(&inner.model);
-                    let me = m.current.as_ref().filter(|c| c.role.speaks()).map(|c| {
-                        let rms = if inner.muted.load(Ordering::Relaxed) {
-                            0.0
-                        } else {
-                            f32::from_bits(inner.my_level.load(Ordering::Relaxed))
-                        };
-                        (c.you, rms)
-                    });
+                    let me = m.current.as_ref().filter(|c| c.role.speaks()).map(|c| (c.you, inner.my_level()));
                     (m.slots.clone(), me)
                 };
+                if let Some(engine) = &inner.engine {
+                    for (slot, level) in engine.slot_levels().iter().enumerate() {
+                        if inner.slot_gain(slot).is_some() {
+                            levels.set(slot, *level);
+                        }
+                    }
+                }
                 if let Some(levels) = levels.take(&slots, me) {
                     let _ = inner.events.try_send(AppEvent::Levels { levels });
                 }

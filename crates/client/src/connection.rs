@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use confab_audio::{
-    Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, JitterBuffer, JitterStats, MAX_PACKET_BYTES,
+    AudioEngine, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, JitterBuffer, JitterStats,
+    MAX_PACKET_BYTES, Outgoing,
 };
 use confab_proto::{
     ClientMsg, EndReason, ErrorCode, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Role,
@@ -34,6 +35,11 @@ pub struct ClientConfig {
     /// A bearer token from signing in (see [`crate::identity`]); `None`: signed out, which
     /// may only listen.
     pub token: Option<String>,
+    /// The real-time audio worker that plays what we receive. With one, each receive slot's
+    /// packets go straight to it (its jitter buffers, decoders and mixer, pulled by the
+    /// speaker's clock) and [`Streams::audio`] stays silent; without one (tests, recorders,
+    /// headless tools), the client decodes each slot itself into [`AudioFrame`]s.
+    pub engine: Option<Arc<AudioEngine>>,
 }
 
 impl ClientConfig {
@@ -54,12 +60,19 @@ impl ClientConfig {
             rtc,
             encoder: EncoderConfig::default(),
             token: None,
+            engine: None,
         }
     }
 
     /// The same, signed in with `token`.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The same, playing received audio through `engine` (see [`ClientConfig::engine`]).
+    pub fn with_engine(mut self, engine: Arc<AudioEngine>) -> Self {
+        self.engine = Some(engine);
         self
     }
 }
@@ -151,10 +164,18 @@ pub struct Streams {
     pub audio: mpsc::Receiver<AudioFrame>,
 }
 
-/// Sends microphone audio: 20 ms frames of 48 kHz mono.
+/// What goes to the encode task: PCM to encode, or a frame the audio worker encoded.
+enum MicFrame {
+    Pcm(Vec<f32>),
+    Opus(Bytes),
+    Dtx,
+}
+
+/// Sends microphone audio: 20 ms frames of 48 kHz mono, or frames already encoded by the
+/// audio worker.
 #[derive(Clone)]
 pub struct Mic {
-    tx: mpsc::Sender<Vec<f32>>,
+    tx: mpsc::Sender<MicFrame>,
     base_timestamp: u32,
 }
 
@@ -168,7 +189,10 @@ impl Mic {
                 frame.len()
             )));
         }
-        self.tx.send(frame).await.map_err(|_| ClientError::Closed)
+        self.tx
+            .send(MicFrame::Pcm(frame))
+            .await
+            .map_err(|_| ClientError::Closed)
     }
 
     /// Queues a frame without waiting; fails when the encoder is behind (the frame is dropped)
@@ -180,6 +204,19 @@ impl Mic {
                 frame.len()
             )));
         }
+        self.try_send_frame(MicFrame::Pcm(frame))
+    }
+
+    /// Queues one frame the audio worker encoded (a packet, or a DTX pause, which advances
+    /// the RTP clock without sending). Never waits: for the worker's thread.
+    pub fn try_send_encoded(&self, frame: Outgoing<'_>) -> Result<(), ClientError> {
+        self.try_send_frame(match frame {
+            Outgoing::Packet(p) => MicFrame::Opus(Bytes::copy_from_slice(p)),
+            Outgoing::Dtx => MicFrame::Dtx,
+        })
+    }
+
+    fn try_send_frame(&self, frame: MicFrame) -> Result<(), ClientError> {
         self.tx.try_send(frame).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 ClientError::Media("the encoder is behind; frame dropped".into())
@@ -222,6 +259,7 @@ pub struct Client {
     cmd: mpsc::Sender<Cmd>,
     you: ParticipantId,
     jitter: SlotStats,
+    engine: Option<Arc<AudioEngine>>,
 }
 
 /// Each receive slot's latest jitter-buffer stats, written by its playout task once a second.
@@ -309,6 +347,7 @@ impl Client {
         let (events_tx, events_rx) = mpsc::channel(256);
         let (audio_tx, audio_rx) = mpsc::channel(512);
         let jitter: SlotStats = Arc::default();
+        let engine = config.engine.clone();
         let task = Task {
             config,
             ws,
@@ -329,6 +368,7 @@ impl Client {
                 cmd: cmd_tx,
                 you,
                 jitter,
+                engine,
             },
             Streams {
                 events: events_rx,
@@ -345,6 +385,9 @@ impl Client {
     /// The jitter-buffer stats of each receive slot that has carried audio since media
     /// started, as `(slot, stats)`; updated once a second. For a diagnostics view.
     pub fn jitter_stats(&self) -> Vec<(usize, JitterStats)> {
+        if let Some(engine) = &self.engine {
+            return engine.jitter_stats();
+        }
         lock_stats(&self.jitter)
             .iter()
             .enumerate()
@@ -642,7 +685,7 @@ impl Task {
         let sdp = session.create_offer().await.map_err(media)?;
         self.session = Some(session);
         self.send(&ClientMsg::Offer { sdp }).await?;
-        let (tx, rx) = mpsc::channel::<Vec<f32>>(64);
+        let (tx, rx) = mpsc::channel::<MicFrame>(64);
         let base_timestamp: u32 = rand_u32();
         let encoder =
             Encoder::new(&self.config.encoder).map_err(|e| ClientError::Media(e.to_string()))?;
@@ -690,12 +733,16 @@ impl Task {
                     );
                     return;
                 };
-                self.decoders.push(tokio::spawn(decode_task(
-                    slot,
-                    remote,
-                    self.audio.clone(),
-                    Arc::clone(&self.jitter),
-                )));
+                let task = match &self.config.engine {
+                    Some(engine) => tokio::spawn(forward_task(slot, remote, Arc::clone(engine))),
+                    None => tokio::spawn(decode_task(
+                        slot,
+                        remote,
+                        self.audio.clone(),
+                        Arc::clone(&self.jitter),
+                    )),
+                };
+                self.decoders.push(task);
             }
             SessionEvent::Closed => {
                 self.connected = false;
@@ -717,7 +764,7 @@ fn rand_u32() -> u32 {
 async fn encode_task(
     mut encoder: Encoder,
     track: LocalAudio,
-    mut frames: mpsc::Receiver<Vec<f32>>,
+    mut frames: mpsc::Receiver<MicFrame>,
     base_timestamp: u32,
 ) {
     let mut out = vec![0u8; MAX_PACKET_BYTES];
@@ -725,14 +772,23 @@ async fn encode_task(
     let mut sequence = rand_u32() as u16;
     let mut after_silence = true;
     while let Some(frame) = frames.recv().await {
-        match encoder.encode(&frame, &mut out) {
-            Ok(Encoded::Packet(len)) => {
+        let encoded = match frame {
+            MicFrame::Pcm(pcm) => match encoder.encode(&pcm, &mut out) {
+                Ok(Encoded::Packet(len)) => Ok(Some(Bytes::copy_from_slice(&out[..len]))),
+                Ok(Encoded::Dtx) => Ok(None),
+                Err(e) => Err(e),
+            },
+            MicFrame::Opus(payload) => Ok(Some(payload)),
+            MicFrame::Dtx => Ok(None),
+        };
+        match encoded {
+            Ok(Some(payload)) => {
                 let packet = RtpPacket {
                     sequence,
                     timestamp,
                     ssrc: 0,
                     marker: after_silence,
-                    payload: Bytes::copy_from_slice(&out[..len]),
+                    payload,
                 };
                 if let Err(e) = track.send(&packet).await {
                     tracing::debug!(error = %e, "sending audio");
@@ -740,10 +796,17 @@ async fn encode_task(
                 sequence = sequence.wrapping_add(1);
                 after_silence = false;
             }
-            Ok(Encoded::Dtx) => after_silence = true,
+            Ok(None) => after_silence = true,
             Err(e) => tracing::warn!(error = %e, "encoding a frame"),
         }
         timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
+    }
+}
+
+/// Hands one receive slot's packets to the audio worker as they arrive, stamped on arrival.
+async fn forward_task(slot: usize, remote: RemoteAudio, engine: Arc<AudioEngine>) {
+    while let Some(p) = remote.recv().await {
+        engine.push_packet(slot, p.sequence, p.timestamp, &p.payload, Instant::now());
     }
 }
 

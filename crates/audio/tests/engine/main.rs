@@ -206,7 +206,10 @@ fn what_the_microphone_hears_goes_out_as_one_packet_per_frame() {
         }
     }
     let spoken = amplitude(&heard[9_600..48_000], 700.0);
-    assert!((0.22..0.36).contains(&spoken), "the tone arrives at {spoken}");
+    assert!(
+        (0.22..0.36).contains(&spoken),
+        "the tone arrives at {spoken}"
+    );
     let muted = amplitude(&heard[55_000..72_000], 700.0);
     assert!(muted < 0.01, "muted, the tone is still at {muted}");
     assert_eq!(engine.stats().frames_sent, 75);
