@@ -13,21 +13,25 @@
 //! atomics, and return. Everything else (codec, stream decoding, WAV) is plain synchronous code
 //! with no threads of its own.
 
+mod backend;
 mod codec;
 mod device;
 mod error;
 mod feed;
 mod jitter;
 mod mixer;
+mod rate;
 mod stream;
 mod voice;
 mod wav;
 
+pub use backend::{AudioBackend, CpalBackend, RatePolicy};
 pub use codec::{Decoder, Encoded, Encoder, EncoderConfig, packet_has_fec};
 pub use device::{
     Capture, DeviceInfo, Playback, input_device_infos, input_devices, output_device_infos,
     output_devices,
 };
+pub use device::{Direction, StreamHealth};
 pub use error::AudioError;
 pub use feed::{DEFAULT_CUSHION, SpeakerFeed, TRIM_ANY_ABOVE, TRIM_QUIET_ABOVE};
 pub use jitter::{
