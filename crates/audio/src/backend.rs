@@ -20,10 +20,11 @@ use crate::device::{self, Capture, DeviceInfo, Direction, Playback};
 /// with [`Capture::from_parts`] and [`Playback::from_parts`].
 ///
 /// A device in use can disappear (a headset unplugged). Some audio systems say so through the
-/// stream ([`Capture::lost`], [`Playback::lost`]); PulseAudio instead moves the stream to
-/// another device without a word. Either way the app notices by checking, about once a
-/// second, `handle.lost() || !backend.device_present(direction, handle.device_name())?`, and
-/// then reopens on the default device (`None`) and tells the user.
+/// stream ([`Capture::lost`], [`Playback::lost`]). PulseAudio does not: it moves the stream to
+/// the default device and tells nobody (seen with cpal 0.18 on PulseAudio 16: no error callback,
+/// the data callbacks keep running). So the app asks [`AudioBackend::capture_lost`] and
+/// [`AudioBackend::playback_lost`] about once a second, which cover both, and when they say so
+/// reopens on the default device (`None`) and tells the user.
 pub trait AudioBackend: Send + Sync {
     /// The input devices (microphones, monitors), in the audio system's order.
     fn input_devices(&self) -> Result<Vec<DeviceInfo>, AudioError>;
@@ -47,6 +48,16 @@ pub trait AudioBackend: Send + Sync {
             Direction::Output => self.output_devices()?,
         };
         Ok(devices.iter().any(|d| d.id == id))
+    }
+
+    /// Whether `capture`'s device is gone: reported by the stream, or no longer listed.
+    fn capture_lost(&self, capture: &Capture) -> Result<bool, AudioError> {
+        Ok(capture.lost() || !self.device_present(Direction::Input, capture.device_name())?)
+    }
+
+    /// Whether `playback`'s device is gone: reported by the stream, or no longer listed.
+    fn playback_lost(&self, playback: &Playback) -> Result<bool, AudioError> {
+        Ok(playback.lost() || !self.device_present(Direction::Output, playback.device_name())?)
     }
 }
 
