@@ -829,6 +829,78 @@ fn clean(sample: f32) -> f32 {
     }
 }
 
+/// The device callbacks' sample paths, driven without a device. The callbacks themselves are
+/// private (only a backend builds them); these wrappers exist so that an integration test can
+/// run exactly that code under a counting allocator (`tests/no_alloc`). Only with the
+/// `test-support` feature.
+#[cfg(feature = "test-support")]
+pub mod callbacks {
+    use super::*;
+
+    /// What an input stream's data callback runs.
+    pub struct CaptureCallback {
+        writer: CaptureWriter,
+        health: Arc<StreamHealth>,
+    }
+
+    impl CaptureCallback {
+        /// The callback of a device with `channels` at `device_rate` Hz, and the 48 kHz ring.
+        pub fn new(
+            channels: usize,
+            device_rate: u32,
+        ) -> Result<(CaptureCallback, Consumer<f32>), AudioError> {
+            let health = Arc::new(StreamHealth::new());
+            let (writer, ring) = CaptureWriter::new(channels, device_rate, Arc::clone(&health))?;
+            Ok((CaptureCallback { writer, health }, ring))
+        }
+
+        /// One callback's worth of interleaved device samples.
+        pub fn write<T>(&mut self, data: &[T])
+        where
+            T: Sample,
+            f32: FromSample<T>,
+        {
+            self.writer.write(data);
+        }
+
+        /// Callbacks that found the ring full.
+        pub fn overruns(&self) -> u64 {
+            self.health.xruns()
+        }
+    }
+
+    /// What an output stream's data callback runs.
+    pub struct PlaybackCallback {
+        reader: PlaybackReader,
+        health: Arc<StreamHealth>,
+    }
+
+    impl PlaybackCallback {
+        /// The callback of a device with `channels` at `device_rate` Hz, and the 48 kHz ring.
+        pub fn new(
+            channels: usize,
+            device_rate: u32,
+        ) -> Result<(PlaybackCallback, Producer<f32>), AudioError> {
+            let health = Arc::new(StreamHealth::new());
+            let (reader, ring) = PlaybackReader::new(channels, device_rate, Arc::clone(&health))?;
+            Ok((PlaybackCallback { reader, health }, ring))
+        }
+
+        /// Fills one callback's worth of interleaved device samples.
+        pub fn read<T>(&mut self, data: &mut [T])
+        where
+            T: Sample + FromSample<f32>,
+        {
+            self.reader.read(data);
+        }
+
+        /// Callbacks that found the ring short.
+        pub fn underruns(&self) -> u64 {
+            self.health.xruns()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@ mod wav;
 
 pub use backend::{AudioBackend, CpalBackend, RatePolicy};
 pub use codec::{Decoder, Encoded, Encoder, EncoderConfig, packet_has_fec};
+#[cfg(feature = "test-support")]
+pub use device::callbacks;
 pub use device::{
     Capture, DeviceInfo, Playback, input_device_infos, input_devices, output_device_infos,
     output_devices,
