@@ -954,6 +954,74 @@ mod tests {
         assert!((drain(&mut ring)[0] - 0.7).abs() < 1e-6);
     }
 
+    /// Rising zero crossings per second.
+    fn frequency(x: &[f32], rate: u32) -> f32 {
+        let rising = x.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        rising as f32 * rate as f32 / x.len() as f32
+    }
+
+    fn tone(rate: u32, len: usize) -> impl Iterator<Item = f32> {
+        (0..len).map(move |i| 0.5 * (std::f32::consts::TAU * 1000.0 * i as f32 / rate as f32).sin())
+    }
+
+    #[test]
+    fn a_44k1_stereo_i16_microphone_arrives_as_48k_mono() {
+        let health = Arc::new(StreamHealth::new());
+        let (mut writer, mut ring) =
+            CaptureWriter::new(2, 44_100, Arc::clone(&health)).expect("44.1 kHz converts");
+        let device: Vec<i16> = tone(44_100, 44_100)
+            .flat_map(|x| {
+                let s = (x * 32_767.0) as i16;
+                [s, s]
+            })
+            .collect();
+        // Callbacks of an odd size, splitting frames.
+        for callback in device.chunks(333) {
+            writer.write(callback);
+        }
+        let out = drain(&mut ring);
+        assert!(out.len().abs_diff(48_000) <= 500, "{} samples", out.len());
+        let steady = &out[2_400..];
+        assert!((frequency(steady, SAMPLE_RATE) - 1000.0).abs() < 5.0);
+        let rms = (steady.iter().map(|x| x * x).sum::<f32>() / steady.len() as f32).sqrt();
+        assert!((rms - 0.5 / 2f32.sqrt()).abs() < 0.01, "rms {rms}");
+        assert_eq!(health.xruns(), 0);
+    }
+
+    #[test]
+    fn a_44k1_stereo_speaker_plays_48k_mono_on_both_channels() {
+        let health = Arc::new(StreamHealth::new());
+        let (mut reader, mut ring) =
+            PlaybackReader::new(2, 44_100, Arc::clone(&health)).expect("44.1 kHz converts");
+        for x in tone(SAMPLE_RATE, 24_000) {
+            ring.push(x).expect("the ring holds a second");
+        }
+        // Half a second of 48 kHz (plus the 20 ms pre-fill) is about 22 932 frames at 44.1 kHz.
+        let mut played = Vec::new();
+        let mut buffer = [0.0f32; 2 * 441];
+        for _ in 0..50 {
+            reader.read(&mut buffer);
+            played.extend_from_slice(&buffer);
+        }
+        assert_eq!(
+            health.xruns(),
+            0,
+            "22 050 frames need no more than the ring held"
+        );
+        let (left, right): (Vec<f32>, Vec<f32>) =
+            played.chunks_exact(2).map(|f| (f[0], f[1])).unzip();
+        assert_eq!(left, right);
+        // Past the pre-fill and the filter's delay.
+        let steady = &left[2_205..];
+        assert!((frequency(steady, 44_100) - 1000.0).abs() < 5.0);
+        // Then the ring runs dry: the rest is silence and counted.
+        for _ in 0..10 {
+            reader.read(&mut buffer);
+        }
+        assert!(health.xruns() > 0);
+        assert!(buffer.iter().all(|&x| x == 0.0));
+    }
+
     #[test]
     fn playback_upmixes_and_plays_silence_when_the_ring_runs_dry() {
         let (mut producer, consumer) = RingBuffer::new(8);
