@@ -83,10 +83,14 @@ pub enum AudioError {
         available: Vec<String>,
     },
 
-    /// The device cannot run at 48 kHz (resampling arrives in a later version).
+    /// The device offers no rate Confab converts from or to (8–384 kHz); devices that do
+    /// not offer 48 kHz are otherwise resampled.
     #[error(
-        "{direction} device {device:?} cannot run at {} Hz (it supports {supported}); \
-         choose another device or set it to 48 kHz in the system's sound settings",
+        "{direction} device {device:?} offers no sample rate Confab can use (it supports \
+         {supported}; Confab converts {}-{} Hz); choose another device or set it to {} Hz \
+         in the system's sound settings",
+        crate::rate::MIN_DEVICE_RATE,
+        crate::rate::MAX_DEVICE_RATE,
         crate::SAMPLE_RATE
     )]
     DeviceSampleRate {
@@ -102,6 +106,10 @@ pub enum AudioError {
         device: String,
         offered: String,
     },
+
+    /// A sample-rate converter could not be set up for this pair of rates.
+    #[error("cannot convert {from} Hz to {to} Hz: {detail}")]
+    ResamplerSetup { from: u32, to: u32, detail: String },
 
     /// The audio backend (cpal and the sound server under it) failed.
     #[error("audio backend failed to {op}: {source}")]

@@ -13,6 +13,7 @@
 //! atomics, and return. Everything else (codec, stream decoding, WAV) is plain synchronous code
 //! with no threads of its own.
 
+mod backend;
 mod codec;
 mod device;
 mod engine;
@@ -20,11 +21,15 @@ mod error;
 mod feed;
 mod jitter;
 mod mixer;
+mod rate;
 mod stream;
 mod voice;
 mod wav;
 
+pub use backend::{AudioBackend, CpalBackend, RatePolicy};
 pub use codec::{Decoder, Encoded, Encoder, EncoderConfig, packet_has_fec};
+#[cfg(feature = "test-support")]
+pub use device::callbacks;
 pub use device::{
     Capture, DeviceInfo, Playback, input_device_infos, input_devices, output_device_infos,
     output_devices,
@@ -32,6 +37,7 @@ pub use device::{
 pub use engine::{
     AudioEngine, ENGINE_SLOTS, EngineStats, Outgoing, PLAYOUT_LOW_WATER, SendSink, WAKE_EVERY,
 };
+pub use device::{Direction, StreamHealth};
 pub use error::AudioError;
 pub use feed::{DEFAULT_CUSHION, SpeakerFeed, TRIM_ANY_ABOVE, TRIM_QUIET_ABOVE};
 pub use jitter::{
