@@ -34,10 +34,10 @@ pub use device::{
     Capture, DeviceInfo, Playback, input_device_infos, input_devices, output_device_infos,
     output_devices,
 };
+pub use device::{Direction, StreamHealth};
 pub use engine::{
     AudioEngine, ENGINE_SLOTS, EngineStats, Outgoing, PLAYOUT_LOW_WATER, SendSink, WAKE_EVERY,
 };
-pub use device::{Direction, StreamHealth};
 pub use error::AudioError;
 pub use feed::{DEFAULT_CUSHION, SpeakerFeed, TRIM_ANY_ABOVE, TRIM_QUIET_ABOVE};
 pub use jitter::{
