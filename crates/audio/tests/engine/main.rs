@@ -4,6 +4,8 @@
 //! clipped, the speaker ring kept shallow, and what a speaker says arriving as Opus packets
 //! that decode back to it.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly")]
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
