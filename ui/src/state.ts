@@ -109,6 +109,12 @@ function applyEvent(model: Model, event: AppEvent): Model {
       const r = { id: model.nextNotice, participant: event.participant, emoji: event.emoji };
       return { ...model, reactions: [...model.reactions, r].slice(-MAX_REACTIONS), nextNotice: r.id + 1 };
     }
+    case "deviceFallback":
+      return notice(
+        model,
+        "info",
+        `${event.input ? "Microphone" : "Speaker"} “${event.device}” is gone; using the system default`,
+      );
     case "refused":
       return notice(model, "error", event.message);
     case "removed":

@@ -20,7 +20,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use confab_audio::{AudioEngine, Capture, MAX_GAIN, Playback, SAMPLE_RATE, SendSink, VoiceConfig};
+use confab_audio::{
+    AudioBackend, AudioEngine, Capture, CpalBackend, MAX_GAIN, Playback, SAMPLE_RATE, SendSink,
+    VoiceConfig,
+};
 use confab_proto::ipc::{
     Account, AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError,
     IpcErrorCode, ReportKind, Settings, SpeakerLevel, SpeakerVolume, StageAction, Upcoming,
@@ -311,6 +314,7 @@ impl App {
         tokio::spawn(supervise(Arc::clone(&inner)));
         tokio::spawn(refresh_schedules(Arc::clone(&inner)));
         tokio::spawn(input_meter(Arc::clone(&inner)));
+        tokio::spawn(device_watch(Arc::clone(&inner)));
         Ok((App { inner }, rx))
     }
 
@@ -1519,6 +1523,104 @@ impl Inner {
         match &self.engine {
             Some(e) if !self.muted.load(Ordering::Relaxed) => e.my_level(),
             _ => 0.0,
+        }
+    }
+}
+
+/// How often the devices in use are checked for being unplugged.
+const DEVICE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Watches the microphone and speaker we opened by name: when one disappears (unplugged),
+/// reopens that side on the system default, so the call goes on, and tells the UI. (PulseAudio
+/// moves an orphaned stream somewhere by itself, silently; we make it the default, on purpose,
+/// and say so.)
+async fn device_watch(inner: Arc<Inner>) {
+    let Some(engine) = inner.engine.clone() else {
+        return;
+    };
+    let mut stop = inner.shutdown.subscribe();
+    let mut ticker = tokio::time::interval(DEVICE_CHECK_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let (input, output) = {
+            let store = lock(&inner.store);
+            (
+                store.input_device().ok().flatten(),
+                store.output_device().ok().flatten(),
+            )
+        };
+        if input.is_none() && output.is_none() {
+            continue; // the system default is followed by the sound server itself
+        }
+        let lost = {
+            let inner = Arc::clone(&inner);
+            tokio::task::spawn_blocking(move || {
+                let backend = CpalBackend::new();
+                let audio = lock(&inner.audio);
+                let named = |d: &str, want: &Option<String>| want.as_deref() == Some(d);
+                let capture = audio
+                    .capture
+                    .as_ref()
+                    .filter(|c| named(c.device_name(), &input));
+                let playback = audio
+                    .playback
+                    .as_ref()
+                    .filter(|p| named(p.device_name(), &output));
+                (
+                    capture
+                        .and_then(|c| backend.capture_lost(c).ok())
+                        .unwrap_or(false),
+                    playback
+                        .and_then(|p| backend.playback_lost(p).ok())
+                        .unwrap_or(false),
+                )
+            })
+            .await
+            .unwrap_or((false, false))
+        };
+        if lost.0 {
+            match tokio::task::spawn_blocking(|| Capture::start(None)).await {
+                Ok(Ok((capture, ring))) => {
+                    engine.set_capture(Some(ring));
+                    let old = lock(&inner.audio).capture.replace(capture);
+                    if let Some(old) = old {
+                        let device = old.device_name().to_owned();
+                        tokio::task::spawn_blocking(move || drop(old));
+                        inner
+                            .emit(AppEvent::DeviceFallback {
+                                input: true,
+                                device,
+                            })
+                            .await;
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "reopening the default microphone"),
+                Err(e) => tracing::warn!(error = %e, "reopening the default microphone"),
+            }
+        }
+        if lost.1 {
+            match tokio::task::spawn_blocking(|| Playback::start(None)).await {
+                Ok(Ok((playback, ring))) => {
+                    engine.set_playback(Some(ring));
+                    let old = lock(&inner.audio).playback.replace(playback);
+                    if let Some(old) = old {
+                        let device = old.device_name().to_owned();
+                        tokio::task::spawn_blocking(move || drop(old));
+                        inner
+                            .emit(AppEvent::DeviceFallback {
+                                input: false,
+                                device,
+                            })
+                            .await;
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "reopening the default speaker"),
+                Err(e) => tracing::warn!(error = %e, "reopening the default speaker"),
+            }
         }
     }
 }

@@ -163,6 +163,9 @@ pub enum AppEvent {
     },
     /// The microphone level, about 20 times a second while a level is wanted.
     InputLevel { rms: f32, peak: f32 },
+    /// The microphone (`input: true`) or speaker we used is gone (unplugged); audio goes on
+    /// through the system default, and the UI says so.
+    DeviceFallback { input: bool, device: String },
     /// A followed host went live: the shell shows a system notification.
     FollowedLive { space: SpaceSummary },
     /// Someone joined or left (for a toast; `Current` carries the list).
