@@ -908,7 +908,9 @@ impl App {
             (talk.key() != before.as_deref()).then(|| talk.key().map(str::to_owned))
         };
         if let Some(push_to_talk) = changed {
-            self.inner.emit(AppEvent::MicMode { push_to_talk }).await;
+            self.inner
+                .emit(AppEvent::MicMode { key: push_to_talk })
+                .await;
             self.inner.hold_push_to_talk().await;
         }
         // The microphone's processing changes at once, mid-sentence if need be.

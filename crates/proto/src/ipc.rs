@@ -203,7 +203,7 @@ pub enum AppEvent {
     /// A space we asked to be reminded of started: the shell shows a system notification.
     Reminder { space: SpaceSummary },
     /// The microphone's mode changed: the push-to-talk key, or `None` for an open mic.
-    MicMode { push_to_talk: Option<String> },
+    MicMode { key: Option<String> },
     /// Network and playout figures of each speaker we hear, once a second while we are in a
     /// space and diagnostics are on.
     Diagnostics { speakers: Vec<SpeakerDiagnostics> },
@@ -329,7 +329,6 @@ pub struct Settings {
     /// The microphone's voice processing, each switchable (all on by default).
     pub voice: VoiceSettings,
     /// Open mic, or push-to-talk on a global key.
-    #[serde(default)]
     pub mic_mode: MicMode,
 }
 

@@ -702,7 +702,7 @@ async fn push_to_talk_opens_the_mic_only_while_the_key_is_held() {
         &mut host_events,
         5,
         "the mode",
-        |e| matches!(e, AppEvent::MicMode { push_to_talk: Some(k) } if k == "Ctrl+Space"),
+        |e| matches!(e, AppEvent::MicMode { key: Some(k) } if k == "Ctrl+Space"),
     )
     .await;
     assert_eq!(
