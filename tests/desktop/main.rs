@@ -200,12 +200,27 @@ fn two_instances_host_join_hear_follow_and_get_notified() {
         .click()
         .await
         .unwrap();
-        let buffer = find(
+        let panel = find(
             &b,
-            Locator::Css(".diag-speaker polyline"),
-            "a sparkline of A's figures",
+            Locator::Css("section.diagnostics"),
+            "the diagnostics panel",
         )
         .await;
+        let buffer = match b
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(".diag-speaker polyline"))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                shot(&b, "diagnostics-failed").await;
+                panic!(
+                    "no sparkline of A's figures ({e}); the panel says {:?}",
+                    panel.text().await
+                );
+            }
+        };
         let deadline = Instant::now() + WAIT;
         loop {
             let points = buffer.attr("points").await.unwrap().unwrap_or_default();
