@@ -29,6 +29,7 @@ const COMMANDS: &[&str] = &[
     "report",
     "update_profile",
     "set_volume",
+    "set_diagnostics",
 ];
 
 fn main() {

@@ -212,3 +212,10 @@ pub async fn set_volume(
 ) -> Result<()> {
     app.set_volume(participant, volume).await
 }
+
+/// Turns the once-a-second diagnostics events on (the panel is open) or off.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_diagnostics(app: State<'_, App>, on: bool) -> Result<()> {
+    app.set_diagnostics(on).await
+}

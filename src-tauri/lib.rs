@@ -2,8 +2,9 @@
 //!
 //! It picks the server (the embedded one unless another is configured, see [`server`]), keeps
 //! one instance per profile, forwards every [`AppEvent`] to the webview as the `app-event`
-//! event, turns `FollowedLive` into a system notification, keeps the tray menu current, and
-//! opens `confab://space/<ID>` links. Each IPC command ([`commands`]) is a few lines that
+//! event, turns `FollowedLive` into a system notification, keeps the tray menu current, opens
+//! `confab://space/<ID>` links, and reports the push-to-talk key held anywhere on the desktop
+//! (`hotkey`). Each IPC command ([`commands`]) is a few lines that
 //! delegate to the `App`; no decision about spaces, follows or audio is made here.
 //!
 //! The UI's TypeScript bindings (`ui/src/bindings.ts`) are generated from [`ipc`]; a test fails
@@ -12,6 +13,7 @@
 pub mod args;
 pub mod commands;
 pub mod events;
+mod hotkey;
 mod notification;
 mod server;
 mod tray;
@@ -66,6 +68,7 @@ pub fn ipc<R: Runtime>() -> tauri_specta::Builder<R> {
             report,
             update_profile,
             set_volume,
+            set_diagnostics,
         ])
         .events(tauri_specta::collect_events![
             AppEventMessage,
@@ -122,6 +125,7 @@ pub fn run() -> anyhow::Result<i32> {
     let app = tauri::Builder::default()
         .plugin(single_instance(&args.profile))
         .plugin(tauri_plugin_deep_link::init())
+        .plugin(hotkey::plugin())
         .invoke_handler(ipc.invoke_handler())
         .on_window_event(window::on_event)
         .build(context())
@@ -151,6 +155,9 @@ pub fn run() -> anyhow::Result<i32> {
     };
     tracing::info!(server = %server.url(), profile = %args.profile, "started");
     app.manage(confab.clone());
+    hotkey::start(app.handle(), &confab, &runtime);
+    let talk_key = runtime.block_on(confab.state()).push_to_talk;
+    hotkey::register(app.handle(), talk_key.as_deref());
 
     let handle = app.handle().clone();
     window::open(&handle).context("opening the window")?;
@@ -210,6 +217,7 @@ pub async fn forward_events<R: Runtime>(app: AppHandle<R>, mut events: mpsc::Rec
             }
             AppEvent::Followed { followed } => tray::update(&app, followed),
             AppEvent::State { state } => tray::update(&app, &state.followed),
+            AppEvent::MicMode { key } => hotkey::register(&app, key.as_deref()),
             _ => {}
         }
         if let Err(e) = AppEventMessage(event).emit(&app) {

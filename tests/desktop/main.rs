@@ -190,6 +190,63 @@ fn two_instances_host_join_hear_follow_and_get_notified() {
         let heard = recording.finish();
         shot(&b, "space").await;
 
+        // B's diagnostics panel draws A's figures: a sparkline per figure, in WebKit.
+        find(
+            &b,
+            Locator::XPath("//button[normalize-space()='Diagnostics']"),
+            "Diagnostics",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+        let panel = find(
+            &b,
+            Locator::Css("section.diagnostics"),
+            "the diagnostics panel",
+        )
+        .await;
+        let buffer = match b
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(".diag-speaker polyline"))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                shot(&b, "diagnostics-failed").await;
+                panic!(
+                    "no sparkline of A's figures ({e}); the panel says {:?}",
+                    panel.text().await
+                );
+            }
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let points = buffer.attr("points").await.unwrap().unwrap_or_default();
+            if points.split(' ').count() >= 2 && !points.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sparkline stayed empty: {points:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let now = find(&b, Locator::Css(".diag-row .diag-now"), "a figure").await;
+        let text = now.text().await.unwrap();
+        assert!(text.ends_with("ms"), "the round trip in ms: {text:?}");
+        shot(&b, "diagnostics").await;
+        find(
+            &b,
+            Locator::XPath("//button[normalize-space()='Diagnostics']"),
+            "Diagnostics",
+        )
+        .await
+        .click()
+        .await
+        .unwrap();
+
         // B follows A; A ends and starts again.
         find(
             &b,
@@ -294,6 +351,8 @@ fn two_instances_host_join_hear_follow_and_get_notified() {
         let title = find(&b, Locator::Css("h1#space-title"), "B in the new space").await;
         assert_eq!(title.text().await.unwrap(), "Second show");
 
+        push_to_talk(&a, &b).await;
+
         // Settings, for the screenshot.
         find(
             &b,
@@ -333,6 +392,76 @@ fn two_instances_host_join_hear_follow_and_get_notified() {
         seconds.heard * 10 >= seconds.total * 4,
         "B did not hear A's microphone: {seconds:?}"
     );
+}
+
+/// A (hosting) switches to push-to-talk on F8 in Settings; holding F8, pressed on the X server
+/// with xdotool while B's window has the focus, puts A on air (A's window lights up, B sees A
+/// unmuted); releasing it mutes A again.
+async fn push_to_talk(a: &Client, b: &Client) {
+    find(
+        a,
+        Locator::XPath("//nav//*[normalize-space()='Settings']"),
+        "Settings",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    find(
+        a,
+        Locator::Css("input[name=micMode][value=pushToTalk]"),
+        "Push to talk",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    find(a, Locator::Css("form.settings button[type=submit]"), "Save")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(a, Locator::Css(".saved"), "saved").await;
+    find(
+        a,
+        Locator::XPath("//nav//*[normalize-space()='Your space']"),
+        "Your space",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    let hold = "//span[contains(@class,'talk-key') and normalize-space()='Hold F8 to talk']";
+    find(a, Locator::XPath(hold), "Hold F8 to talk").await;
+    let a_muted = Locator::Css("[aria-label='a is muted']");
+    find(b, a_muted, "A muted, as B sees it").await;
+
+    let key = |action: &str| {
+        let status = std::process::Command::new("xdotool")
+            .args([action, "F8"])
+            .status()
+            .expect("xdotool (scripts/deps.sh installs it)");
+        assert!(status.success(), "xdotool {action} F8");
+    };
+    key("keydown");
+    find(
+        a,
+        Locator::XPath("//span[contains(@class,'talking') and normalize-space()='Talking…']"),
+        "A talking while F8 is held",
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while !b.find_all(a_muted).await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "B still sees A muted while F8 is held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shot(a, "push-to-talk").await;
+    key("keyup");
+    find(a, Locator::XPath(hold), "A muted again on release").await;
+    find(b, a_muted, "A muted again, as B sees it").await;
 }
 
 /// Creates an account from Settings and waits until the app is signed in with it.

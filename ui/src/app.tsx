@@ -104,6 +104,7 @@ export function App() {
             speaking={model.speaking}
             levels={model.levels}
             volumes={model.volumes}
+            diagnostics={model.diagnostics}
             reactions={model.reactions}
             act={act}
           />

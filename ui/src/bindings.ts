@@ -250,6 +250,17 @@ async setVolume(participant: ParticipantId, volume: number) : Promise<Result<nul
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
 }
+},
+/**
+ * Turns the once-a-second diagnostics events on (the panel is open) or off.
+ */
+async setDiagnostics(on: boolean) : Promise<Result<null, IpcError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("set_diagnostics", { on }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
 }
 }
 
@@ -323,8 +334,8 @@ export type AppEvent =
  */
 { type: "speaking"; slot: number; speaker: ParticipantId | null } | 
 /**
- * How loud each speaker we hear is, about 10 times a second while someone is heard
- * (0 ..= 1, RMS of the last tenth of a second); drives the speaking rings.
+ * How loud each speaker we hear is, about 20 times a second while someone is heard
+ * (0 ..= 1, RMS of the last 50 ms); drives the speaking rings.
  */
 { type: "levels"; levels: SpeakerLevel[] } | 
 /**
@@ -362,7 +373,16 @@ export type AppEvent =
 /**
  * A space we asked to be reminded of started: the shell shows a system notification.
  */
-{ type: "reminder"; space: SpaceSummary }
+{ type: "reminder"; space: SpaceSummary } | 
+/**
+ * The microphone's mode changed: the push-to-talk key, or `None` for an open mic.
+ */
+{ type: "micMode"; key: string | null } | 
+/**
+ * Network and playout figures of each speaker we hear, once a second while we are in a
+ * space and diagnostics are on.
+ */
+{ type: "diagnostics"; speakers: SpeakerDiagnostics[] }
 /**
  * Every [`AppEvent`] of the app, as it is, under the Tauri event name `app-event`.
  */
@@ -414,7 +434,12 @@ avatars: UserAvatar[];
 /**
  * The space this instance is in, if any.
  */
-current: CurrentSpace | null }
+current: CurrentSpace | null; 
+/**
+ * The push-to-talk key (as in [`MicMode::PushToTalk`]) when the microphone opens only
+ * while it is held; `None` for an open mic.
+ */
+pushToTalk: string | null }
 /**
  * A chat message's id, unique within one room and increasing in send order.
  */
@@ -631,6 +656,19 @@ export type IpcErrorCode =
  */
 { kind: "internal" }
 /**
+ * When a speaker's microphone is open.
+ */
+export type MicMode = 
+/**
+ * Whenever we are on the mic and have not muted ourself.
+ */
+{ type: "open" } | 
+/**
+ * Only while `key` is held, even when the window is not focused. `key` is an accelerator:
+ * optional modifiers and one key joined by `+`, such as `F8` or `Ctrl+Space`.
+ */
+{ type: "pushToTalk"; key: string }
+/**
  * A space opened from outside the window (a link, a notification, the tray) could not be
  * joined; the UI shows why. Event name `open-space-failed`.
  */
@@ -708,7 +746,11 @@ outputDevice: string | null;
 /**
  * The microphone's voice processing, each switchable (all on by default).
  */
-voice: VoiceSettings }
+voice: VoiceSettings; 
+/**
+ * Open mic, or push-to-talk on a global key.
+ */
+micMode: MicMode }
 /**
  * A space's public id: 12 characters of lowercase base32 (`a-z`, `2-7`), as it appears in
  * URLs and in `confab://space/<ID>` links.
@@ -750,6 +792,37 @@ host_handle?: string | null;
  * The names of everyone on the mic besides the host, in listing order.
  */
 speakers?: string[] }
+/**
+ * How one speaker reaches us, in [`AppEvent::Diagnostics`]. A figure not known yet is `None`.
+ */
+export type SpeakerDiagnostics = { participant: ParticipantId; 
+/**
+ * Round-trip time to the server in milliseconds, from the ICE consent checks. The SFU
+ * ends our media path, so it is the same for every speaker: their own leg is not seen here.
+ */
+rttMs: number | null; 
+/**
+ * Interarrival jitter of this speaker's packets in milliseconds (RFC 3550, our RTCP
+ * receiver report).
+ */
+jitterMs: number | null; 
+/**
+ * Share of this speaker's packets the network lost since the last figures (0 ..= 1).
+ */
+loss: number | null; 
+/**
+ * How long after the fastest transit this speaker's audio plays now (the jitter buffer's
+ * delay), in milliseconds.
+ */
+bufferMs: number; 
+/**
+ * The delay the jitter buffer aims for, in milliseconds.
+ */
+targetMs: number; 
+/**
+ * Since this speaker's stream started: frames rebuilt from FEC, frames concealed.
+ */
+fecRecovered: number; concealed: number }
 /**
  * One speaker's level in [`AppEvent::Levels`].
  */

@@ -35,6 +35,7 @@ export const api = {
   listDevices: () => unwrap(commands.listDevices()),
   playTestSound: () => unwrap(commands.playTestSound()),
   setLevelMeter: (on: boolean) => unwrap(commands.setLevelMeter(on)),
+  setDiagnostics: (on: boolean) => unwrap(commands.setDiagnostics(on)),
   search: (query: string) => unwrap(commands.search(query)),
   createAccount: (handle: string, displayName: string) => unwrap(commands.createAccount(handle, displayName)),
   stage: (action: StageAction) => unwrap(commands.stage(action)),

@@ -1,5 +1,5 @@
 // Settings: display name, microphone and speaker (with a live input meter and a test sound),
-// and the server. The meter runs only while this page is open.
+// open mic or push-to-talk, and the server. The meter runs only while this page is open.
 
 import { useEffect, useState } from "preact/hooks";
 import type { Act } from "./app";
@@ -9,6 +9,9 @@ import { HANDLE_PATTERN } from "./format";
 import { Avatar, Icon } from "./ui";
 
 type Props = { app: AppState; act: Act };
+
+/** The key push-to-talk offers first (the backend's `DEFAULT_TALK_KEY`). */
+const DEFAULT_TALK_KEY = "F8";
 
 export function SettingsView({ app, act }: Props) {
   const [settings, setSettings] = useState<Settings | null>(null);
@@ -129,6 +132,46 @@ export function SettingsView({ app, act }: Props) {
               </span>
             </label>
           ))}
+        </fieldset>
+        <fieldset class="voice-options" aria-describedby="mic-mode-hint">
+          <legend>Microphone on stage</legend>
+          <label class="check">
+            <input
+              type="radio"
+              name="micMode"
+              value="open"
+              checked={settings.micMode.type === "open"}
+              onChange={() => edit({ micMode: { type: "open" } })}
+            />
+            <span>Open mic</span>
+          </label>
+          <label class="check">
+            <input
+              type="radio"
+              name="micMode"
+              value="pushToTalk"
+              checked={settings.micMode.type === "pushToTalk"}
+              onChange={() => edit({ micMode: { type: "pushToTalk", key: DEFAULT_TALK_KEY } })}
+            />
+            <span>Push to talk</span>
+          </label>
+          {settings.micMode.type === "pushToTalk" && (
+            <label class="field">
+              <span>Key to hold</span>
+              <input
+                name="talkKey"
+                value={settings.micMode.key}
+                maxLength={40}
+                required
+                placeholder={DEFAULT_TALK_KEY}
+                onInput={(e) => edit({ micMode: { type: "pushToTalk", key: e.currentTarget.value } })}
+              />
+            </label>
+          )}
+          <small id="mic-mode-hint" class="hint">
+            With push to talk your microphone is muted unless you hold the key, even while Confab is in the background:
+            F1 to F24, or Ctrl, Alt, Shift or Super with a letter, a digit or Space (Ctrl+Space).
+          </small>
         </fieldset>
         <button type="button" class="secondary" onClick={() => act(() => api.playTestSound())}>
           <Icon name="speaker" />

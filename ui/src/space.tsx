@@ -8,7 +8,8 @@ import type { Act } from "./app";
 import type { AppState, ChatMessage, CurrentSpace, ParticipantId, ParticipantInfo, Role, StageAction } from "./bindings";
 import { listeners, MAX_CHAT_CHARS, MAX_LINK_CHARS, ordered, REACTIONS } from "./format";
 import { api } from "./ipc";
-import { type Reaction, SPEAKING_LEVEL } from "./state";
+import { DiagnosticsPanel } from "./diagnostics";
+import { type Diagnostics, type Reaction, SPEAKING_LEVEL } from "./state";
 import { Avatar, Icon, LiveBadge, Topics } from "./ui";
 
 type Props = {
@@ -17,6 +18,7 @@ type Props = {
   speaking: Record<number, ParticipantId | null>;
   levels: Record<ParticipantId, number>;
   volumes: Record<ParticipantId, number>;
+  diagnostics: Record<ParticipantId, Diagnostics>;
   reactions: Reaction[];
   act: Act;
 };
@@ -33,7 +35,8 @@ export function avatarOf(app: AppState, handle: string | null | undefined): stri
 const onMic = (r: Role) => r === "host" || r === "cohost" || r === "speaker";
 const moderates = (r: Role) => r === "host" || r === "cohost";
 
-export function SpaceView({ app, current, speaking, levels, volumes, reactions, act }: Props) {
+export function SpaceView({ app, current, speaking, levels, volumes, diagnostics, reactions, act }: Props) {
+  const [showDiagnostics, setShowDiagnostics] = useState(false);
   const { space, role, muted, mediaConnected, you } = current;
   const people = ordered(space.participants);
   const stage = people.filter((p) => onMic(p.role));
@@ -184,8 +187,16 @@ export function SpaceView({ app, current, speaking, levels, volumes, reactions, 
         <Chat app={app} current={current} byId={byId} act={act} />
       </div>
 
+      {showDiagnostics && <DiagnosticsPanel diagnostics={diagnostics} byId={byId} />}
+
       <footer class="controls" aria-label="Space controls">
-        {onMic(role) && (
+        {onMic(role) && app.pushToTalk !== null && (
+          <span class={muted ? "talk-key" : "talk-key talking"} role="status" aria-live="polite">
+            <Icon name={muted ? "micOff" : "mic"} />
+            {muted ? `Hold ${app.pushToTalk} to talk` : "Talking…"}
+          </span>
+        )}
+        {onMic(role) && app.pushToTalk === null && (
           <button
             type="button"
             class={muted ? "control muted" : "control"}
@@ -210,6 +221,14 @@ export function SpaceView({ app, current, speaking, levels, volumes, reactions, 
         )}
         {app.account !== null && <Reactions stageAct={stageAct} />}
         <span class="spacer" />
+        <button
+          type="button"
+          class="control"
+          aria-pressed={showDiagnostics}
+          onClick={() => setShowDiagnostics(!showDiagnostics)}
+        >
+          Diagnostics
+        </button>
         {(role === "speaker" || role === "cohost") && (
           <button type="button" class="control" onClick={() => stageAct({ type: "stepDown" })}>
             Step down

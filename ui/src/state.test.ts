@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import type { AppState, CurrentSpace, SpaceSummary } from "./bindings";
+import type { AppState, CurrentSpace, SpaceSummary, SpeakerDiagnostics } from "./bindings";
 import { ago, initials, parseTopics, ordered } from "./format";
-import { initialModel, reduce, type Model } from "./state";
+import { HISTORY, initialModel, reduce, type Model } from "./state";
 
 const space = (id: string, host: string, listeners = 0): SpaceSummary => ({
   id,
@@ -24,6 +24,7 @@ const base: AppState = {
   blocked: [],
   avatars: [],
   current: null,
+  pushToTalk: null,
 };
 
 const current: CurrentSpace = {
@@ -124,6 +125,48 @@ describe("reduce", () => {
     m = reduce(m, { type: "event", event: { type: "avatars", avatars: [{ handle: "bo", src: "data:image/png;base64,AA" }] } });
     m = reduce(m, { type: "event", event: { type: "avatars", avatars: [{ handle: "bo", src: "data:image/png;base64,BB" }] } });
     expect(m.app?.avatars).toEqual([{ handle: "bo", src: "data:image/png;base64,BB" }]);
+  });
+
+  it("keeps a minute of each speaker's diagnostics, drops speakers no longer heard, forgets all on leaving", () => {
+    const fig = (participant: number, bufferMs: number, loss: number | null = 0.02): SpeakerDiagnostics => ({
+      participant,
+      rttMs: 12,
+      jitterMs: null,
+      loss,
+      bufferMs,
+      targetMs: 40,
+      fecRecovered: 0,
+      concealed: 1,
+    });
+    let m = loaded();
+    m = reduce(m, { type: "event", event: { type: "diagnostics", speakers: [fig(1, 50)] } });
+    expect(m.diagnostics).toEqual({}); // outside a space
+    m = reduce(m, { type: "event", event: { type: "current", current } });
+    m = reduce(m, { type: "event", event: { type: "diagnostics", speakers: [fig(1, 50, null), fig(2, 70)] } });
+    m = reduce(m, { type: "event", event: { type: "diagnostics", speakers: [fig(1, 60)] } });
+    expect(Object.keys(m.diagnostics)).toEqual(["1"]);
+    const one = m.diagnostics[1];
+    expect(one.bufferMs).toEqual([50, 60]);
+    expect(one.lossPct).toEqual([null, 2]);
+    expect(one.jitterMs).toEqual([null, null]);
+    expect(one.rttMs).toEqual([12, 12]);
+    expect(one.last.bufferMs).toBe(60);
+    for (let i = 0; i < HISTORY + 15; i++) {
+      m = reduce(m, { type: "event", event: { type: "diagnostics", speakers: [fig(1, i)] } });
+    }
+    expect(m.diagnostics[1].bufferMs.length).toBe(HISTORY);
+    expect(m.diagnostics[1].bufferMs.at(-1)).toBe(HISTORY + 14);
+    expect(m.diagnostics[1].bufferMs[0]).toBe(15);
+    m = reduce(m, { type: "event", event: { type: "current", current: null } });
+    expect(m.diagnostics).toEqual({});
+  });
+
+  it("follows the push-to-talk key", () => {
+    let m = loaded();
+    m = reduce(m, { type: "event", event: { type: "micMode", key: "F8" } });
+    expect(m.app?.pushToTalk).toBe("F8");
+    m = reduce(m, { type: "event", event: { type: "micMode", key: null } });
+    expect(m.app?.pushToTalk).toBeNull();
   });
 
   it("tracks the connection and keeps only the last few notices", () => {

@@ -1,12 +1,26 @@
 // The UI's model of the app, changed only by what the backend says: the state from
 // `getState`, then every `app-event`. Pure functions, so they are tested without a window.
 
-import type { AppEvent, AppState, EndReason, ParticipantId } from "./bindings";
+import type { AppEvent, AppState, EndReason, ParticipantId, SpeakerDiagnostics } from "./bindings";
 
 export type Notice = { id: number; kind: "info" | "error"; text: string };
 
 /** A reaction shown on someone's avatar for a moment. */
 export type Reaction = { id: number; participant: ParticipantId; emoji: string };
+
+/** One speaker's recent figures, oldest first, one sample a second (at most `HISTORY`). */
+export type Diagnostics = {
+  rttMs: (number | null)[];
+  jitterMs: (number | null)[];
+  /** Percent lost. */
+  lossPct: (number | null)[];
+  bufferMs: number[];
+  /** The latest figures as they came. */
+  last: SpeakerDiagnostics;
+};
+
+/** Samples kept per figure: a minute at one a second. */
+export const HISTORY = 60;
 
 export type Model = {
   /** Null until the first `getState` answers. */
@@ -19,6 +33,8 @@ export type Model = {
   levels: Record<ParticipantId, number>;
   /** Our own volume for people in the space (absent: 1). */
   volumes: Record<ParticipantId, number>;
+  /** Each speaker's recent network and playout figures, while the diagnostics panel is open. */
+  diagnostics: Record<ParticipantId, Diagnostics>;
   reactions: Reaction[];
   notices: Notice[];
   nextNotice: number;
@@ -30,6 +46,7 @@ export const initialModel: Model = {
   speaking: {},
   levels: {},
   volumes: {},
+  diagnostics: {},
   reactions: [],
   notices: [],
   nextNotice: 1,
@@ -82,12 +99,12 @@ function applyEvent(model: Model, event: AppEvent): Model {
       return { ...model, app: { ...app, followed: event.followed } };
     case "current":
       if (event.current === null) {
-        return { ...model, app: { ...app, current: null }, speaking: {}, levels: {}, volumes: {}, reactions: [] };
+        return { ...model, app: { ...app, current: null }, speaking: {}, levels: {}, volumes: {}, diagnostics: {}, reactions: [] };
       }
       return { ...model, app: { ...app, current: event.current } };
     case "ended": {
       if (app.current?.space.id !== event.space) return model;
-      const next = { ...model, app: { ...app, current: null }, speaking: {} };
+      const next = { ...model, app: { ...app, current: null }, speaking: {}, diagnostics: {} };
       return notice(next, "info", endedText(event.reason));
     }
     case "connection":
@@ -119,7 +136,7 @@ function applyEvent(model: Model, event: AppEvent): Model {
       return notice(model, "error", event.message);
     case "removed":
       return notice(
-        { ...model, app: { ...app, current: null }, speaking: {}, levels: {}, reactions: [] },
+        { ...model, app: { ...app, current: null }, speaking: {}, levels: {}, diagnostics: {}, reactions: [] },
         "error",
         event.blocked ? "The host removed you and blocked you from their spaces" : "The host removed you from the space",
       );
@@ -138,12 +155,40 @@ function applyEvent(model: Model, event: AppEvent): Model {
       const fresh = new Set(event.avatars.map((a) => a.handle));
       return { ...model, app: { ...app, avatars: [...app.avatars.filter((a) => !fresh.has(a.handle)), ...event.avatars] } };
     }
+    case "diagnostics":
+      if (app.current === null) return model;
+      return { ...model, diagnostics: addDiagnostics(model.diagnostics, event.speakers) };
+    case "micMode":
+      return { ...model, app: { ...app, pushToTalk: event.key } };
     // Levels go straight to the meter; the shell turns these into notifications.
     case "inputLevel":
     case "followedLive":
     case "reminder":
       return model;
   }
+}
+
+/** Appends each speaker's figures to their history; speakers no longer heard drop out. */
+export function addDiagnostics(
+  before: Record<ParticipantId, Diagnostics>,
+  speakers: SpeakerDiagnostics[],
+): Record<ParticipantId, Diagnostics> {
+  const next: Record<ParticipantId, Diagnostics> = {};
+  for (const d of speakers) {
+    const old = before[d.participant];
+    next[d.participant] = {
+      rttMs: push(old?.rttMs ?? [], d.rttMs),
+      jitterMs: push(old?.jitterMs ?? [], d.jitterMs),
+      lossPct: push(old?.lossPct ?? [], d.loss === null ? null : d.loss * 100),
+      bufferMs: push(old?.bufferMs ?? [], d.bufferMs),
+      last: d,
+    };
+  }
+  return next;
+}
+
+function push<T>(list: T[], value: T): T[] {
+  return [...list, value].slice(-HISTORY);
 }
 
 function notice(model: Model, kind: Notice["kind"], text: string): Model {

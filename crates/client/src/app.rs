@@ -11,7 +11,9 @@
 //! webview as it is. Nothing here blocks the async runtime: device opens and closes (which take
 //! a second or more with PulseAudio) run on blocking threads.
 
+mod diagnostics;
 mod stage;
+mod talk;
 mod web;
 
 use std::collections::{HashMap, HashSet};
@@ -20,14 +22,15 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use confab_audio::JitterStats;
 use confab_audio::{
     AudioBackend, AudioEngine, Capture, CpalBackend, MAX_GAIN, Playback, SAMPLE_RATE, SendSink,
     VoiceConfig,
 };
 use confab_proto::ipc::{
     Account, AppEvent, AppState, CurrentSpace, Device, Devices, FollowedHost, IpcError,
-    IpcErrorCode, ReportKind, Settings, SpeakerLevel, SpeakerVolume, StageAction, Upcoming,
-    UserAvatar, VoiceSettings,
+    IpcErrorCode, MicMode, ReportKind, Settings, SpeakerLevel, SpeakerVolume, StageAction,
+    Upcoming, UserAvatar, VoiceSettings,
 };
 use confab_proto::{
     ClientMsg, MAX_NAME_CHARS, ParticipantId, ReportRequest, ScheduleRequest, Scheduled, SpaceId,
@@ -35,10 +38,13 @@ use confab_proto::{
 };
 use confab_store::{Store, StoreError};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::identity::{DeviceKey, key_file};
 use crate::{Client, ClientConfig, ClientError, Event, Joined, Mic, Streams};
 use stage::Effect;
+use talk::Talk;
+pub use talk::normalize_talk_key;
 use web::Web;
 
 /// How long an avatar fetched (or found missing) is trusted before asking again.
@@ -83,6 +89,10 @@ struct Inner {
     voice: Arc<AtomicU8>,
     /// The real-time audio worker (`None` when this instance opens no audio devices).
     engine: Option<Arc<AudioEngine>>,
+    /// The microphone's mode and the push-to-talk key's state.
+    talk: Mutex<Talk>,
+    /// The task that reports diagnostics once a second, while they are wanted.
+    diagnostics: Mutex<Option<JoinHandle<()>>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -263,6 +273,7 @@ impl App {
             .map_err(storage)?
             .unwrap_or_else(|| opts.profile.clone());
         let voice = voice_settings(&store).map_err(storage)?;
+        let mic_mode = store.mic_mode().map_err(storage)?;
         let blocked = store
             .blocked(&opts.server_url)
             .map_err(storage)?
@@ -309,6 +320,8 @@ impl App {
             meter: Arc::new(AtomicBool::new(false)),
             voice: Arc::new(AtomicU8::new(voice_bits(voice))),
             engine,
+            talk: Mutex::new(Talk::new(&mic_mode)),
+            diagnostics: Mutex::new(None),
             shutdown: watch::channel(false).0,
         });
         tokio::spawn(supervise(Arc::clone(&inner)));
@@ -322,6 +335,7 @@ impl App {
     pub async fn state(&self) -> AppState {
         let followed = self.inner.followed_view();
         let upcoming = self.inner.upcoming_view();
+        let push_to_talk = lock(&self.inner.talk).key().map(str::to_owned);
         let m = lock(&self.inner.model);
         let mut blocked: Vec<String> = m.blocked.iter().cloned().collect();
         blocked.sort();
@@ -347,6 +361,7 @@ impl App {
                 })
                 .collect(),
             current: m.current.clone(),
+            push_to_talk,
         }
     }
 
@@ -413,6 +428,7 @@ impl App {
                 current: Some(current.clone()),
             })
             .await;
+        self.inner.hold_push_to_talk().await;
         Ok(current)
     }
 
@@ -481,6 +497,28 @@ impl App {
             m.current.clone()
         };
         self.inner.emit(AppEvent::Current { current }).await;
+        Ok(())
+    }
+
+    /// The push-to-talk key went down (`true`) or up, wherever the focus was. In push-to-talk
+    /// mode, on the mic, this opens or closes the microphone: at once here, and on the server
+    /// (so everyone sees who talks) right after. Does nothing with an open mic.
+    pub async fn push_to_talk(&self, down: bool) -> Result<(), IpcError> {
+        let Some(muted) = lock(&self.inner.talk).press(down) else {
+            return Ok(());
+        };
+        self.inner.mute_for_talk(muted).await
+    }
+
+    /// Turns the once-a-second [`AppEvent::Diagnostics`] on (the panel is open) or off.
+    pub async fn set_diagnostics(&self, on: bool) -> Result<(), IpcError> {
+        let mut task = lock(&self.inner.diagnostics);
+        if let Some(t) = task.take() {
+            t.abort();
+        }
+        if on {
+            *task = Some(tokio::spawn(diagnostics::report(Arc::clone(&self.inner))));
+        }
         Ok(())
     }
 
@@ -662,6 +700,7 @@ impl App {
             })
             .await;
         self.inner.emit_upcoming().await;
+        self.inner.hold_push_to_talk().await;
         Ok(current)
     }
 
@@ -826,6 +865,7 @@ impl App {
             input_device: store.input_device().map_err(storage)?,
             output_device: store.output_device().map_err(storage)?,
             voice: voice_settings(&store).map_err(storage)?,
+            mic_mode: store.mic_mode().map_err(storage)?,
         })
     }
 
@@ -834,6 +874,12 @@ impl App {
     pub async fn save_settings(&self, s: Settings) -> Result<(), IpcError> {
         let name = clean_display_name(&s.display_name)?;
         let name = name.as_str();
+        let mic_mode = match &s.mic_mode {
+            MicMode::Open => MicMode::Open,
+            MicMode::PushToTalk { key } => MicMode::PushToTalk {
+                key: normalize_talk_key(key).map_err(|e| err(IpcErrorCode::InvalidInput, e))?,
+            },
+        };
         if let Some(url) = &s.server_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -861,6 +907,19 @@ impl App {
                 })
                 .and_then(|()| store.set_voice_stage("auto_gain", s.voice.auto_gain))
                 .map_err(storage)?;
+            store.set_mic_mode(&mic_mode).map_err(storage)?;
+        }
+        let changed = {
+            let mut talk = lock(&self.inner.talk);
+            let before = talk.key().map(str::to_owned);
+            talk.set_mode(&mic_mode);
+            (talk.key() != before.as_deref()).then(|| talk.key().map(str::to_owned))
+        };
+        if let Some(push_to_talk) = changed {
+            self.inner
+                .emit(AppEvent::MicMode { key: push_to_talk })
+                .await;
+            self.inner.hold_push_to_talk().await;
         }
         // The microphone's processing changes at once, mid-sentence if need be.
         self.inner
@@ -966,6 +1025,9 @@ impl App {
             client.close().await;
         }
         self.inner.meter.store(false, Ordering::Relaxed);
+        if let Some(t) = lock(&self.inner.diagnostics).take() {
+            t.abort();
+        }
         self.inner.release_capture_if_idle().await;
     }
 }
@@ -973,6 +1035,54 @@ impl App {
 impl Inner {
     async fn emit(&self, event: AppEvent) {
         let _ = self.events.send(event).await;
+    }
+
+    /// Each receive slot's jitter-buffer figures. The one place the app reads them, so that
+    /// where they come from (the connection's playout tasks today) can change alone.
+    fn slot_stats(&self) -> Vec<(usize, JitterStats)> {
+        lock(&self.client)
+            .as_ref()
+            .map(Client::jitter_stats)
+            .unwrap_or_default()
+    }
+
+    /// Mutes or opens the microphone for push-to-talk, if we are on the mic: locally first (the
+    /// capture loop reads the flag on its next frame), then on the server.
+    async fn mute_for_talk(&self, muted: bool) -> Result<(), IpcError> {
+        let current = {
+            let mut m = lock(&self.model);
+            let Some(cur) = m.current.as_mut().filter(|c| c.role.speaks()) else {
+                return Ok(());
+            };
+            if cur.muted == muted {
+                return Ok(());
+            }
+            self.muted.store(muted, Ordering::Relaxed);
+            cur.muted = muted;
+            m.current.clone()
+        };
+        self.emit(AppEvent::Current { current }).await;
+        let client = lock(&self.client)
+            .clone()
+            .ok_or_else(|| err(IpcErrorCode::Offline, "not connected to the server"))?;
+        let msg = if muted {
+            ClientMsg::MuteSelf
+        } else {
+            ClientMsg::UnmuteSelf
+        };
+        client.stage(msg).await?;
+        Ok(())
+    }
+
+    /// In push-to-talk mode with the key up, makes sure our microphone is muted (after going
+    /// on the mic, or choosing the mode). Never opens it: that takes the key.
+    async fn hold_push_to_talk(&self) {
+        let wants = lock(&self.talk).wants_muted();
+        if wants == Some(true)
+            && let Err(e) = self.mute_for_talk(true).await
+        {
+            tracing::warn!(error = %e, "muting for push-to-talk");
+        }
     }
 
     /// Our volume for whoever receive slot `slot` carries, or `None` for someone whose
@@ -1384,6 +1494,11 @@ impl Inner {
             Effect::None => {}
             Effect::Me { speaks, muted } => {
                 self.muted.store(muted, Ordering::Relaxed);
+                if speaks && !muted {
+                    // Invited up unmuted: push-to-talk keeps us quiet until the key.
+                    let inner = Arc::clone(self);
+                    tokio::spawn(async move { inner.hold_push_to_talk().await });
+                }
                 let on_mic = lock(&self.audio).mic.is_some();
                 if speaks && !on_mic {
                     let inner = Arc::clone(self);
@@ -1734,8 +1849,8 @@ async fn refresh_schedules(inner: Arc<Inner>) {
     }
 }
 
-/// How often the speaking rings get levels.
-const LEVEL_EVERY: Duration = Duration::from_millis(100);
+/// How often the speaking rings get levels: about 20 Hz, as the design asks of meters.
+const LEVEL_EVERY: Duration = Duration::from_millis(50);
 
 /// Per-slot loudness over the last [`LEVEL_EVERY`].
 #[derive(Default)]

@@ -14,7 +14,8 @@ use confab_proto::{
     ServerMsg, SpaceId, SpaceInfo, SpaceSummary, decode_server, encode,
 };
 use confab_rtc::{
-    LocalAudio, PeerSession, RECV_SLOTS, RemoteAudio, RtcConfig, RtpPacket, SessionEvent,
+    LocalAudio, NetworkStats, PeerSession, RECV_SLOTS, RemoteAudio, RtcConfig, RtpPacket,
+    SessionEvent,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -250,6 +251,7 @@ enum Cmd {
     Mic(oneshot::Sender<Result<Mic, ClientError>>),
     DropMedia(oneshot::Sender<Result<(), ClientError>>),
     Stage(ClientMsg, oneshot::Sender<Result<(), ClientError>>),
+    NetworkStats(oneshot::Sender<Result<Option<NetworkStats>, ClientError>>),
     Close,
 }
 
@@ -393,6 +395,12 @@ impl Client {
             .enumerate()
             .filter_map(|(slot, stats)| stats.map(|s| (slot, s)))
             .collect()
+    }
+
+    /// What the network does to our media session now (round-trip time to the server, and
+    /// each receive slot's loss and jitter), or `None` outside a space. For a diagnostics view.
+    pub async fn network_stats(&self) -> Result<Option<NetworkStats>, ClientError> {
+        self.ask(Cmd::NetworkStats).await
     }
 
     async fn ask<T>(
@@ -594,6 +602,13 @@ impl Task {
             Cmd::Stage(msg, tx) => {
                 self.send(&msg).await?;
                 let _ = tx.send(Ok(()));
+            }
+            Cmd::NetworkStats(tx) => {
+                let stats = match &self.session {
+                    Some(s) => Some(s.network_stats().await),
+                    None => None,
+                };
+                let _ = tx.send(Ok(stats));
             }
             Cmd::Close => {}
         }

@@ -39,6 +39,9 @@ pub struct AppState {
     pub avatars: Vec<UserAvatar>,
     /// The space this instance is in, if any.
     pub current: Option<CurrentSpace>,
+    /// The push-to-talk key (as in [`MicMode::PushToTalk`]) when the microphone opens only
+    /// while it is held; `None` for an open mic.
+    pub push_to_talk: Option<String>,
 }
 
 /// The signed-in account.
@@ -178,8 +181,8 @@ pub enum AppEvent {
         slot: u8,
         speaker: Option<ParticipantId>,
     },
-    /// How loud each speaker we hear is, about 10 times a second while someone is heard
-    /// (0 ..= 1, RMS of the last tenth of a second); drives the speaking rings.
+    /// How loud each speaker we hear is, about 20 times a second while someone is heard
+    /// (0 ..= 1, RMS of the last 50 ms); drives the speaking rings.
     Levels { levels: Vec<SpeakerLevel> },
     /// Someone in our space reacted.
     Reaction {
@@ -202,6 +205,35 @@ pub enum AppEvent {
     Volumes { volumes: Vec<SpeakerVolume> },
     /// A space we asked to be reminded of started: the shell shows a system notification.
     Reminder { space: SpaceSummary },
+    /// The microphone's mode changed: the push-to-talk key, or `None` for an open mic.
+    MicMode { key: Option<String> },
+    /// Network and playout figures of each speaker we hear, once a second while we are in a
+    /// space and diagnostics are on.
+    Diagnostics { speakers: Vec<SpeakerDiagnostics> },
+}
+
+/// How one speaker reaches us, in [`AppEvent::Diagnostics`]. A figure not known yet is `None`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct SpeakerDiagnostics {
+    pub participant: ParticipantId,
+    /// Round-trip time to the server in milliseconds, from the ICE consent checks. The SFU
+    /// ends our media path, so it is the same for every speaker: their own leg is not seen here.
+    pub rtt_ms: Option<f32>,
+    /// Interarrival jitter of this speaker's packets in milliseconds (RFC 3550, our RTCP
+    /// receiver report).
+    pub jitter_ms: Option<f32>,
+    /// Share of this speaker's packets the network lost since the last figures (0 ..= 1).
+    pub loss: Option<f32>,
+    /// How long after the fastest transit this speaker's audio plays now (the jitter buffer's
+    /// delay), in milliseconds.
+    pub buffer_ms: f32,
+    /// The delay the jitter buffer aims for, in milliseconds.
+    pub target_ms: f32,
+    /// Since this speaker's stream started: frames rebuilt from FEC, frames concealed.
+    pub fec_recovered: u32,
+    pub concealed: u32,
 }
 
 /// One speaker's level in [`AppEvent::Levels`].
@@ -299,7 +331,25 @@ pub struct Settings {
     pub output_device: Option<String>,
     /// The microphone's voice processing, each switchable (all on by default).
     pub voice: VoiceSettings,
+    /// Open mic, or push-to-talk on a global key.
+    pub mic_mode: MicMode,
 }
+
+/// When a speaker's microphone is open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum MicMode {
+    /// Whenever we are on the mic and have not muted ourself.
+    #[default]
+    Open,
+    /// Only while `key` is held, even when the window is not focused. `key` is an accelerator:
+    /// optional modifiers and one key joined by `+`, such as `F8` or `Ctrl+Space`.
+    PushToTalk { key: String },
+}
+
+/// The push-to-talk key a new profile gets: a key no common application uses on its own.
+pub const DEFAULT_TALK_KEY: &str = "F8";
 
 /// Which stages of the microphone's voice processing run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,8 @@
 mod session;
 
 pub use session::{
-    LocalAudio, PeerSession, RemoteAudio, RtcConfig, RtcError, RtpPacket, SessionEvent,
+    LocalAudio, NetworkStats, PeerSession, RemoteAudio, RtcConfig, RtcError, RtpPacket,
+    SessionEvent, SlotNetworkStats,
 };
 
 /// RTP payload type Confab uses for Opus (the WebRTC convention).

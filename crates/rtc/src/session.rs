@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
@@ -20,7 +20,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceGatheringState, RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry,
-    SettingEngineBuilder, register_default_interceptors,
+    SettingEngineBuilder, StatsSelector, register_default_interceptors,
 };
 
 use crate::{OPUS_PAYLOAD_TYPE, RECV_SLOTS, parse_slot_track_id};
@@ -84,6 +84,31 @@ impl std::fmt::Debug for SessionEvent {
             SessionEvent::RemoteAudio(r) => write!(f, "RemoteAudio({})", r.track_id),
         }
     }
+}
+
+/// What the network does to a session, as the WebRTC engine measures it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetworkStats {
+    /// The latest round-trip time to the peer, from the ICE consent checks (STUN binding
+    /// requests and responses) on the selected candidate pair; `None` until one was measured.
+    /// This is the one figure RTCP cannot give here: the engine's receiver reports carry no
+    /// round-trip time yet.
+    pub round_trip: Option<Duration>,
+    /// Each receive slot that has carried RTP, by slot.
+    pub slots: Vec<SlotNetworkStats>,
+}
+
+/// What the network did to one receive slot's RTP stream (cumulative since it started).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlotNetworkStats {
+    pub slot: usize,
+    /// RTP packets that arrived.
+    pub packets_received: u64,
+    /// Packets missing by sequence number, as our last RTCP receiver report said (updated once
+    /// a second; may fall when a late packet turns up).
+    pub packets_lost: i64,
+    /// The RFC 3550 interarrival jitter of our last receiver report.
+    pub jitter: Duration,
 }
 
 /// One RTP packet, as Confab cares about it.
@@ -359,6 +384,34 @@ impl PeerSession {
             .await
             .map(|d| d.sdp)
             .ok_or(RtcError::NoLocalDescription)
+    }
+
+    /// The network's figures for this session now (a snapshot; cheap enough once a second).
+    pub async fn network_stats(&self) -> NetworkStats {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        // Only the selected pair is kept up to date; it is the nominated one.
+        let round_trip = report
+            .candidate_pairs()
+            .filter(|p| p.current_round_trip_time > 0.0)
+            .max_by_key(|p| p.nominated)
+            .and_then(|p| Duration::try_from_secs_f64(p.current_round_trip_time).ok());
+        let mut slots: Vec<SlotNetworkStats> = report
+            .inbound_rtp_streams()
+            .filter_map(|s| {
+                let slot = parse_slot_track_id(&s.track_identifier)?;
+                let received = &s.received_rtp_stream_stats;
+                Some(SlotNetworkStats {
+                    slot,
+                    packets_received: received.packets_received,
+                    packets_lost: received.packets_lost,
+                    // The engine reports it in RTP timestamp units, Opus's 48 kHz clock.
+                    jitter: Duration::try_from_secs_f64(received.jitter / 48_000.0)
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+        slots.sort_by_key(|s| s.slot);
+        NetworkStats { round_trip, slots }
     }
 
     /// The next event, or `None` once the session is gone.

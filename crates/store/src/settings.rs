@@ -1,8 +1,10 @@
 //! App settings: a string per key.
 //!
-//! The typed helpers use the keys `server_url`, `display_name`, `input_device` and
-//! `output_device`; [`Store::get_setting`] reads the same values under those names.
+//! The typed helpers use the keys `server_url`, `display_name`, `input_device`,
+//! `output_device` and `push_to_talk`; [`Store::get_setting`] reads the same values under those
+//! names.
 
+use confab_proto::ipc::MicMode;
 use rusqlite::{OptionalExtension, params};
 
 use crate::{Store, StoreError};
@@ -11,6 +13,7 @@ const SERVER_URL: &str = "server_url";
 const DISPLAY_NAME: &str = "display_name";
 const INPUT_DEVICE: &str = "input_device";
 const OUTPUT_DEVICE: &str = "output_device";
+const PUSH_TO_TALK: &str = "push_to_talk";
 
 impl Store {
     /// The value stored under `key`, if any (an unreadable value counts as none).
@@ -99,11 +102,41 @@ impl Store {
     pub fn set_output_device(&mut self, device: Option<&str>) -> Result<(), StoreError> {
         self.set_or_remove(OUTPUT_DEVICE, device)
     }
+
+    /// The microphone's mode: the push-to-talk key, if set; an open mic otherwise.
+    pub fn mic_mode(&self) -> Result<MicMode, StoreError> {
+        Ok(match self.get_setting(PUSH_TO_TALK)? {
+            Some(key) if !key.is_empty() => MicMode::PushToTalk { key },
+            _ => MicMode::Open,
+        })
+    }
+
+    /// Sets the microphone's mode.
+    pub fn set_mic_mode(&mut self, mode: &MicMode) -> Result<(), StoreError> {
+        match mode {
+            MicMode::Open => self.set_or_remove(PUSH_TO_TALK, None),
+            MicMode::PushToTalk { key } => self.set_setting(PUSH_TO_TALK, key),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mic_mode_is_open_until_a_key_is_set_and_open_again_after() {
+        let mut store = Store::open_in_memory().unwrap();
+        assert_eq!(store.mic_mode().unwrap(), MicMode::Open);
+        let ptt = MicMode::PushToTalk {
+            key: "Ctrl+Space".into(),
+        };
+        store.set_mic_mode(&ptt).unwrap();
+        assert_eq!(store.mic_mode().unwrap(), ptt);
+        store.set_mic_mode(&MicMode::Open).unwrap();
+        assert_eq!(store.mic_mode().unwrap(), MicMode::Open);
+        assert_eq!(store.get_setting("push_to_talk").unwrap(), None);
+    }
 
     #[test]
     fn settings_set_replace_and_remove() {

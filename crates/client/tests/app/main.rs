@@ -576,3 +576,207 @@ async fn the_stage_from_the_app_hands_reactions_chat_blocks_and_reminders() {
     ada2.shutdown().await;
     server.shutdown().await;
 }
+
+/// A listener's diagnostics carry real figures once a speaker's audio flows: the jitter
+/// buffer's delay, the network's round trip (loopback: well under 50 ms), jitter and loss; and
+/// they stop when the panel closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_show_a_speakers_network_and_buffer_figures_while_wanted() {
+    use confab_audio::{FRAME_SAMPLES, SAMPLE_RATE};
+    use confab_client::{Client, ClientConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        ServerConfig::new(dir.path().join("server")).with_listen("127.0.0.1:0".parse().unwrap());
+    let server = confab_server::start(config).await.unwrap();
+    let url = server.url();
+
+    // The speaker: a plain client sending a tone, paced like a microphone.
+    let (host, mut host_streams) = Client::connect(ClientConfig::new(url.clone(), "Hana"))
+        .await
+        .unwrap();
+    let joined = host.create("Figures").await.unwrap();
+    let mic = host.mic().await.unwrap();
+    tokio::spawn(async move { while host_streams.events.recv().await.is_some() {} });
+    let tone = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut n = 0usize;
+        loop {
+            tick.tick().await;
+            let frame: Vec<f32> = (0..FRAME_SAMPLES)
+                .map(|i| {
+                    let t = (n * FRAME_SAMPLES + i) as f32 / SAMPLE_RATE as f32;
+                    0.3 * (std::f32::consts::TAU * 440.0 * t).sin()
+                })
+                .collect();
+            n += 1;
+            if mic.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let (app, mut events) = App::start(options("lis", dir.path(), &url)).await.unwrap();
+    until(&mut events, 10, "connection", connected).await;
+    app.join_space(joined.space.id.clone()).await.unwrap();
+    app.set_diagnostics(true).await.unwrap();
+    let figures = until(&mut events, 30, "the speaker's full figures", |e| {
+        matches!(e, AppEvent::Diagnostics { speakers } if speakers.iter().any(|d| {
+            d.participant == host.id() && d.buffer_ms > 0.0 && d.loss.is_some()
+                && d.jitter_ms.is_some() && d.rtt_ms.is_some()
+        }))
+    })
+    .await;
+    let AppEvent::Diagnostics { speakers } = figures else {
+        unreachable!()
+    };
+    let d = speakers
+        .iter()
+        .find(|d| d.participant == host.id())
+        .unwrap();
+    eprintln!("figures: {d:?}");
+    let rtt = d.rtt_ms.unwrap();
+    assert!(rtt > 0.0 && rtt < 50.0, "round trip on loopback: {rtt} ms");
+    assert!(
+        d.buffer_ms > 0.0 && d.buffer_ms < 500.0,
+        "buffer {} ms",
+        d.buffer_ms
+    );
+    assert!(d.target_ms > 0.0, "target {} ms", d.target_ms);
+    let jitter = d.jitter_ms.unwrap();
+    assert!((0.0..30.0).contains(&jitter), "jitter {jitter} ms");
+    let loss = d.loss.unwrap();
+    assert!(loss < 0.05, "loss on loopback: {loss}");
+
+    // Closed: no more figures.
+    app.set_diagnostics(false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = drain(&mut events, Duration::from_millis(2500)).await;
+    assert!(
+        !after
+            .iter()
+            .any(|e| matches!(e, AppEvent::Diagnostics { .. })),
+        "diagnostics kept coming after they were turned off"
+    );
+    tone.abort();
+    app.shutdown().await;
+    host.close().await;
+}
+
+/// Push-to-talk at the app level: in that mode the host's microphone is muted on entering,
+/// opens while the key is held and closes on release; the server's mute state (what a listener
+/// sees) follows. A bad key is refused; an open mic ignores the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_talk_opens_the_mic_only_while_the_key_is_held() {
+    use confab_proto::ipc::MicMode;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        ServerConfig::new(dir.path().join("server")).with_listen("127.0.0.1:0".parse().unwrap());
+    let server = confab_server::start(config).await.unwrap();
+    let url = server.url();
+    let (host, mut host_events) = App::start(options("hana", dir.path(), &url)).await.unwrap();
+    let (lis, mut lis_events) = App::start(options("lou", dir.path(), &url)).await.unwrap();
+    until(&mut host_events, 10, "connection", connected).await;
+    until(&mut lis_events, 10, "connection", connected).await;
+
+    let mut s = host.settings().await.unwrap();
+    assert_eq!(s.mic_mode, MicMode::Open);
+    s.mic_mode = MicMode::PushToTalk { key: "F".into() };
+    assert_eq!(
+        host.save_settings(s.clone()).await.unwrap_err().code,
+        IpcErrorCode::InvalidInput,
+        "a bare letter would type while talking"
+    );
+    s.mic_mode = MicMode::PushToTalk {
+        key: "ctrl+space".into(),
+    };
+    host.save_settings(s).await.unwrap();
+    assert_eq!(
+        host.settings().await.unwrap().mic_mode,
+        MicMode::PushToTalk {
+            key: "Ctrl+Space".into()
+        }
+    );
+    until(
+        &mut host_events,
+        5,
+        "the mode",
+        |e| matches!(e, AppEvent::MicMode { key: Some(k) } if k == "Ctrl+Space"),
+    )
+    .await;
+    assert_eq!(
+        host.state().await.push_to_talk.as_deref(),
+        Some("Ctrl+Space")
+    );
+
+    let space = host.create_space("Talk".into(), vec![]).await.unwrap();
+    let me = space.you;
+    lis.join_space(space.space.id.clone()).await.unwrap();
+    let host_muted_for_listener = |want: bool| {
+        move |e: &AppEvent| {
+            current_where(e, |c| {
+                c.space
+                    .participants
+                    .iter()
+                    .any(|p| p.id == me && p.muted == want)
+            })
+        }
+    };
+    until(
+        &mut lis_events,
+        10,
+        "the host muted (key up)",
+        host_muted_for_listener(true),
+    )
+    .await;
+    assert!(host.state().await.current.unwrap().muted);
+
+    host.push_to_talk(true).await.unwrap();
+    assert!(
+        !host.state().await.current.unwrap().muted,
+        "the key opens the mic at once"
+    );
+    until(
+        &mut lis_events,
+        10,
+        "the host talking",
+        host_muted_for_listener(false),
+    )
+    .await;
+    host.push_to_talk(true).await.unwrap(); // the keyboard repeating: nothing changes
+    host.push_to_talk(false).await.unwrap();
+    assert!(host.state().await.current.unwrap().muted);
+    until(
+        &mut lis_events,
+        10,
+        "the host muted again",
+        host_muted_for_listener(true),
+    )
+    .await;
+
+    // A listener's key does nothing: they are not on the mic.
+    let mut ls = lis.settings().await.unwrap();
+    ls.mic_mode = MicMode::PushToTalk { key: "F8".into() };
+    lis.save_settings(ls).await.unwrap();
+    lis.push_to_talk(true).await.unwrap();
+    assert!(!lis.state().await.current.unwrap().role.speaks());
+
+    // Back to an open mic: the key is ignored; the mute button decides.
+    let mut s = host.settings().await.unwrap();
+    s.mic_mode = MicMode::Open;
+    host.save_settings(s).await.unwrap();
+    host.push_to_talk(true).await.unwrap();
+    assert!(host.state().await.current.unwrap().muted);
+    host.set_muted(false).await.unwrap();
+    until(
+        &mut lis_events,
+        10,
+        "the host unmuted by the button",
+        host_muted_for_listener(false),
+    )
+    .await;
+
+    lis.shutdown().await;
+    host.shutdown().await;
+}
