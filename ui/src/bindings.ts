@@ -322,6 +322,11 @@ export type AppEvent =
  */
 { type: "inputLevel"; rms: number; peak: number } | 
 /**
+ * The microphone (`input: true`) or speaker we used is gone (unplugged); audio goes on
+ * through the system default, and the UI says so.
+ */
+{ type: "deviceFallback"; input: boolean; device: string } | 
+/**
  * A followed host went live: the shell shows a system notification.
  */
 { type: "followedLive"; space: SpaceSummary } | 
