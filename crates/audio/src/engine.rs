@@ -461,6 +461,13 @@ impl Worker {
                 self.input_peak = 0.0;
             }
             Command::Playback(ring) => {
+                if ring.is_none() {
+                    // The space is over: its slots' figures are no one's any more.
+                    self.heard = [false; ENGINE_SLOTS];
+                    if let Ok(mut stats) = self.shared.jitter.try_lock() {
+                        *stats = [None; ENGINE_SLOTS];
+                    }
+                }
                 self.playback = ring;
                 self.virtual_start = self.now_us();
                 self.virtual_played = 0;

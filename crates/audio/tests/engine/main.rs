@@ -109,7 +109,6 @@ fn play(
         }
     }
     device.join().unwrap();
-    engine.set_playback(None);
     Arc::try_unwrap(played).unwrap().into_inner().unwrap()
 }
 
@@ -138,6 +137,9 @@ fn the_device_hears_every_speaker_mixed_at_our_volume() {
     // Both slots are reported with statistics once a second.
     let slots: Vec<usize> = engine.jitter_stats().iter().map(|(s, _)| *s).collect();
     assert_eq!(slots, [0, 3]);
+    // Leaving the space (the speaker closed) forgets them.
+    engine.set_playback(None);
+    wait_for(|| engine.jitter_stats().is_empty());
 
     // Our volume: Bob muted for us, Ada doubled.
     engine.set_gain(3, 0.0);
