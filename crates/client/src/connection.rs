@@ -362,6 +362,7 @@ impl Client {
             mic_waiters: Vec::new(),
             connected: false,
             decoders: Vec::new(),
+            playout_epoch: tokio::time::Instant::now(),
             jitter: Arc::clone(&jitter),
         };
         tokio::spawn(task.run(cmd_rx));
@@ -510,6 +511,8 @@ struct Task {
     mic_waiters: Vec<oneshot::Sender<Result<Mic, ClientError>>>,
     connected: bool,
     decoders: Vec<tokio::task::JoinHandle<()>>,
+    /// The origin of the 20 ms grid every receive slot's playout ticks on (see `decode_task`).
+    playout_epoch: tokio::time::Instant,
     jitter: SlotStats,
 }
 
@@ -755,6 +758,7 @@ impl Task {
                         remote,
                         self.audio.clone(),
                         Arc::clone(&self.jitter),
+                        self.playout_epoch,
                     )),
                 };
                 self.decoders.push(task);
@@ -832,11 +836,20 @@ const MAX_CATCH_UP: u64 = 3;
 /// The playout tick: one 20 ms frame.
 const TICK_US: u64 = 20_000;
 
+/// The latest point of the playout grid (`epoch + k * 20 ms`) at or before `now`.
+fn grid_point(epoch: tokio::time::Instant, now: tokio::time::Instant) -> tokio::time::Instant {
+    let since = u64::try_from(now.saturating_duration_since(epoch).as_micros()).unwrap_or(0);
+    epoch + Duration::from_micros(since - since % TICK_US)
+}
+
 /// Plays one receive slot out into [`AudioFrame`]s: packets go into a jitter buffer as they
 /// arrive; a frame comes out every 20 ms.
 ///
 /// Tick `n` plays at `start + n * 20 ms` on the buffer's clock, whenever the task actually
 /// runs, so the buffer measures delay against the audio clock, not against the scheduler.
+/// Every slot's `start` lies on one 20 ms grid from `epoch`, so the slots tick together: one
+/// timer wakeup per 20 ms for all of them instead of one each, and the mixer gets every
+/// slot's frame at once instead of waiting up to a frame for the slot out of phase.
 /// The interval skips missed ticks (tokio's `Burst` would fire every tick missed during a long
 /// stall at once, a suspended laptop's worth); the loop catches up itself, delivering at most
 /// [`MAX_CATCH_UP`] frames at once. Frames beyond that are pulled and dropped: the speaker has
@@ -846,6 +859,7 @@ async fn decode_task(
     remote: RemoteAudio,
     audio: mpsc::Sender<AudioFrame>,
     stats: SlotStats,
+    epoch: tokio::time::Instant,
 ) {
     let mut jitter = match JitterBuffer::new() {
         Ok(j) => j,
@@ -854,9 +868,9 @@ async fn decode_task(
             return;
         }
     };
-    let start = tokio::time::Instant::now();
+    let start = grid_point(epoch, tokio::time::Instant::now());
     let micros = move || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let mut ticks = tokio::time::interval(Duration::from_micros(TICK_US));
+    let mut ticks = tokio::time::interval_at(start, Duration::from_micros(TICK_US));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut played: u64 = 0;
     let mut publish_at: u64 = 50;
@@ -902,5 +916,27 @@ async fn decode_task(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_started_apart_tick_on_one_grid() {
+        let epoch = tokio::time::Instant::now();
+        for started_us in [0, 1, 19_999, 20_000, 20_001, 1_234_567] {
+            let now = epoch + Duration::from_micros(started_us);
+            let start = grid_point(epoch, now);
+            let offset = start.duration_since(epoch).as_micros() as u64;
+            assert_eq!(offset % TICK_US, 0, "started at {started_us} us");
+            assert!(start <= now && now - start < Duration::from_micros(TICK_US));
+        }
+        // A clock read before the epoch (it cannot run backwards, but saturate anyway).
+        assert_eq!(
+            grid_point(epoch + Duration::from_secs(1), epoch),
+            epoch + Duration::from_secs(1)
+        );
     }
 }

@@ -20,7 +20,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceGatheringState, RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry,
-    SettingEngineBuilder, StatsSelector, register_default_interceptors,
+    SettingEngineBuilder, StatsSelector, configure_rtcp_reports,
 };
 
 use crate::{OPUS_PAYLOAD_TYPE, RECV_SLOTS, parse_slot_track_id};
@@ -286,7 +286,13 @@ impl PeerSession {
             },
             RtpCodecKind::Audio,
         )?;
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        // Only the RTCP sender and receiver reports: they carry loss, jitter and round-trip
+        // time, which webrtc's stats report. The defaults' other interceptors are dead weight
+        // for Opus audio that every packet still walks through: NACK is negotiated for video
+        // only (Opus repairs loss with FEC and PLC; a retransmission would come too late to
+        // play), and no sender here stamps the transport-cc extension whose feedback TWCC
+        // would send, for a congestion controller nobody runs.
+        let registry = configure_rtcp_reports(Registry::new());
         let setting_engine = SettingEngineBuilder::new()
             .with_include_loopback_candidate(config.bind_ip.is_loopback())
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
