@@ -171,6 +171,8 @@ pub(crate) struct SlotFigures {
     pub(crate) playout_ms: f64,
     /// The delay the buffer aims for beyond the fastest transit, ms.
     pub(crate) target_ms: f64,
+    /// Audio buffered ahead of the playout point, ms.
+    pub(crate) buffered_ms: f64,
     pub(crate) decoded: u64,
     pub(crate) lost: u64,
     pub(crate) late: u64,
@@ -178,24 +180,31 @@ pub(crate) struct SlotFigures {
     pub(crate) concealed: u64,
     pub(crate) shrunk: u64,
     pub(crate) resyncs: u64,
+    /// Packets dropped because the buffer was full.
+    pub(crate) overflow: u64,
+    /// Packets that fit no timeline.
+    pub(crate) discarded: u64,
 }
 
 impl std::fmt::Display for SlotFigures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "slot {}: playout delay {:.0} ms (target {:.0}), decoded {}, lost {}, late {}, \
-             FEC {}, concealed {}, shrunk {}, resyncs {}",
+            "slot {}: playout delay {:.0} ms (target {:.0}, buffered {:.0}), decoded {}, lost {}, \
+             late {}, FEC {}, concealed {}, shrunk {}, resyncs {}, overflow {}, discarded {}",
             self.slot,
             self.playout_ms,
             self.target_ms,
+            self.buffered_ms,
             self.decoded,
             self.lost,
             self.late,
             self.fec_recovered,
             self.concealed,
             self.shrunk,
-            self.resyncs
+            self.resyncs,
+            self.overflow,
+            self.discarded
         )
     }
 }
@@ -315,6 +324,7 @@ fn slot_figures(engine: &AudioEngine) -> Vec<SlotFigures> {
             slot,
             playout_ms: ms(s.playout_delay),
             target_ms: ms(s.target_delay),
+            buffered_ms: ms(s.buffered_delay),
             decoded: s.decoded,
             lost: s.lost,
             late: s.late,
@@ -322,6 +332,8 @@ fn slot_figures(engine: &AudioEngine) -> Vec<SlotFigures> {
             concealed: s.concealed,
             shrunk: s.shrunk,
             resyncs: s.resyncs,
+            overflow: s.overflow,
+            discarded: s.discarded,
         })
         .collect()
 }
