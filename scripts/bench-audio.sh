@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prints the audio engine's figures of issue 5 in one run (at most about 3 minutes): mouth-to-ear
+# Prints the audio engine's figures of issue 5 in one run (at most about 4 minutes): mouth-to-ear
 # latency p50/p95 on a clean loopback and under 40 +- 10 ms jitter with 1 % loss, client CPU
-# (a speaker's path, a listener of 3 speakers) and PESQ wideband MOS at 0 % and 5 % loss, each
+# (a speaker's path without and with noise suppression, a listener of 3 speakers), PESQ
+# wideband MOS at 0 % and 5 % loss and of noisy speech with noise suppression on and off, each
 # against its target. Needs root for the network namespaces (unshare --net) and the impairment
 # (iptables NFQUEUE); without root the impaired figures are reported as not measured.
 # Usage: scripts/bench-audio.sh [confab-bench audio options, e.g. --keep DIR]

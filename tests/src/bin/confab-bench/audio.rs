@@ -21,10 +21,11 @@ use confab_tests::bench::impair::Impairment;
 use confab_tests::bench::pesq;
 use confab_tests::bench::report::{Goal, p50_p95, target_line};
 use confab_tests::pulse::split_stereo;
-use confab_tests::signal::{RATE, speech_like, write_wav};
+use confab_tests::signal::{RATE, pink_noise, rms, speech_like, write_wav};
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
 
+use crate::clients::Voice;
 use crate::scenario::{CpuResult, Kind, Outcome, PathResult};
 
 #[derive(clap::Args, Debug)]
@@ -38,8 +39,10 @@ pub(crate) struct AudioArgs {
     /// A Python that can import `pesq` and `numpy` (scripts/bench-audio.sh makes one).
     #[arg(long, env = "CONFAB_PESQ_PYTHON", default_value = "python3")]
     python: String,
-    /// Measure the speaker path with noise suppression, AGC and echo cancellation on. Not
-    /// available yet: the mic path has none of them.
+    /// Run the speaker's engine in the latency and PESQ scenarios with the app's voice
+    /// processing (high-pass, echo cancellation, noise suppression, gain control) instead of
+    /// none. The CPU of the speaker path with it, and noisy speech with suppression on and
+    /// off, are measured either way.
     #[arg(long)]
     with_voice_processing: bool,
     /// Keep stimuli, recordings and the children's logs in this directory.
@@ -50,7 +53,7 @@ pub(crate) struct AudioArgs {
 /// Spacing of the chirps: longer than any delay we expect, so each is found unambiguously.
 const CHIRP_SPACING: usize = RATE * 3 / 10;
 /// The whole run's bound: a scenario that would overrun it is cut short or skipped.
-const BUDGET: Duration = Duration::from_secs(178);
+const BUDGET: Duration = Duration::from_secs(250);
 /// How long a scenario past its deadline has to finish before its process group is killed.
 const GRACE: Duration = Duration::from_secs(4);
 /// What the analysis after the last scenario needs.
@@ -61,12 +64,19 @@ const MAX_DELAY: usize = RATE / 2;
 /// A chirp counts as found at this normalised cross-correlation.
 const MIN_NCC: f64 = 0.5;
 
+/// Noisy speech: how long the noise plays alone first (noise suppression learns it, as it
+/// would a fan running before anyone speaks), and how far it sits below the speech.
+const NOISE_LEAD: usize = 2 * RATE;
+const NOISY_SNR_DB: f64 = 5.0;
+/// A half second of noisy speech is found in what the speaker played at this NCC (the noise
+/// left in by a path without suppression keeps it below the clean path's 0.8).
+const NOISY_MIN_NCC: f64 = 0.5;
+
 const SPEECH_TEXT: &str = "The quick brown fox jumps over the lazy dog. \
     A live audio space lets a host speak with friends while listeners tune in. \
     Raise your hand if you would like to join the conversation on stage.";
 
 pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
-    crate::clients::check_voice_processing(args.with_voice_processing)?;
     anyhow::ensure!((5..=200).contains(&args.chirps), "--chirps must be 5..200");
     anyhow::ensure!(
         (2.0..=30.0).contains(&args.cpu_seconds),
@@ -106,6 +116,8 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     let jitter_wav = stimulus("jitter.wav", &train.samples)?;
     let loss_wav = stimulus("loss.wav", &loss)?;
     let cpu_wav = stimulus("cpu-speech.wav", &cpu_feed)?;
+    let (noisy, noise_rms) = noisy_speech(&speech, NOISY_SNR_DB);
+    let noisy_wav = stimulus("noisy.wav", &noisy)?;
 
     // Baselines: the codec alone, on the same signals.
     let codec_delay = codec_alone_delays(&train)?;
@@ -127,6 +139,10 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         work: work.clone(),
         netns: netns.is_ok(),
         window: args.cpu_seconds,
+        voice: match args.with_voice_processing {
+            true => Voice::App,
+            false => Voice::Off,
+        },
         end: started + BUDGET,
     };
     let devices_run = runner.scenario(
@@ -155,8 +171,13 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         ),
         Some(why) => Err(why.clone()),
     };
+    let noisy_deadline = 20.0 + noisy.len() as f64 / RATE as f64;
+    let noisy_on = runner.scenario(Kind::NoisySuppressed, &noisy_wav, noisy_deadline);
+    let noisy_off = runner.scenario(Kind::NoisyPlain, &noisy_wav, noisy_deadline);
     let cpu_idle = runner.scenario(Kind::CpuIdle, &cpu_wav, 25.0 + args.cpu_seconds);
     let cpu_speaker = runner.scenario(Kind::CpuSpeaker, &cpu_wav, 25.0 + args.cpu_seconds);
+    let cpu_speaker_voice =
+        runner.scenario(Kind::CpuSpeakerVoice, &cpu_wav, 25.0 + args.cpu_seconds);
     let cpu_listener = runner.scenario(Kind::CpuListener, &cpu_wav, 35.0 + args.cpu_seconds);
 
     // Analysis.
@@ -194,6 +215,20 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         Ok((mouth, ear)) => system_pesq(&python, &speech, mouth, ear, &work),
         Err(e) => (Err(e.clone()), None),
     };
+    let noisy_score = |run: &Result<Outcome, String>, kind| match run
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|_| read_probe(&runner.record(kind)))
+    {
+        Ok((mouth, ear)) => noisy_pesq(&python, &speech, &noisy, &mouth, &ear, &work),
+        Err(e) => (Err(e), None),
+    };
+    let (noisy_pesq_on, track_on) = noisy_score(&noisy_on, Kind::NoisySuppressed);
+    let (noisy_pesq_off, track_off) = noisy_score(&noisy_off, Kind::NoisyPlain);
+    let suppression_gain = match (&noisy_pesq_on, &noisy_pesq_off) {
+        (Ok(on), Ok(off)) => Ok(on - off),
+        (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+    };
 
     // Report.
     let p95 = |d: &Result<chirp::Delays, String>| -> Result<f64, String> {
@@ -229,11 +264,19 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
             Some(why) => format!("not measured: {why}"),
         }
     );
-    println!();
-    println!("mouth-to-ear latency: virtual mic -> cpal capture -> client -> server -> client ->");
     println!(
-        "  jitter buffer -> mixer -> speaker feed -> cpal playback -> virtual speaker, chirps"
+        "  speaker's voice processing in the latency and PESQ runs: {}",
+        match args.with_voice_processing {
+            true => "the app's defaults (high-pass, echo cancellation, noise suppression, AGC)",
+            false => "off (the transport alone; --with-voice-processing turns the app's on)",
+        }
     );
+    println!();
+    println!(
+        "mouth-to-ear latency: virtual mic -> cpal capture -> speaker's audio engine (framing,"
+    );
+    println!("  voice processing, Opus) -> client -> server -> client -> listener's audio engine");
+    println!("  (jitter buffer, mix, speaker ring) -> cpal playback -> virtual speaker, chirps");
     println!(
         "  every {} ms found on one recording of both ends",
         CHIRP_SPACING * 1000 / RATE
@@ -260,11 +303,15 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         &cpu_idle,
     );
     print_cpu(
-        "speaker path: mic -> capture -> encode -> send",
+        "speaker path: mic -> engine (no voice processing, encode) -> send",
         &cpu_speaker,
     );
     print_cpu(
-        "listener of 3 speakers: receive -> 3 jitter buffers + decoders -> mix -> play",
+        "speaker path, the app's voice processing (high-pass, AEC, NS, AGC)",
+        &cpu_speaker_voice,
+    );
+    print_cpu(
+        "listener of 3 speakers: receive -> engine (3 jitter buffers, mix) -> play",
         &cpu_listener,
     );
     println!();
@@ -296,6 +343,22 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
             p.impaired.1,
             p.impaired.1 as f64 * 100.0 / (p.impaired.0 + p.impaired.1).max(1) as f64
         );
+        println!("    listener jitter buffer: {}", p.heard.jitter_line());
+    }
+    println!(
+        "  noisy speech: pink noise (a fan) {NOISY_SNR_DB:.0} dB below the active speech level \
+         (noise RMS {:.3}), alone for the first {} s; clean loopback; the speaker's engine with",
+        noise_rms,
+        NOISE_LEAD / RATE
+    );
+    println!("  high-pass + AGC, no echo cancellation; scored against the CLEAN speech");
+    show("noisy speech, noise suppression on", &noisy_pesq_on);
+    if let Some(t) = &track_on {
+        println!("    {t}");
+    }
+    show("noisy speech, noise suppression off", &noisy_pesq_off);
+    if let Some(t) = &track_off {
+        println!("    {t}");
     }
     println!();
     println!("against the targets of issue 5:");
@@ -344,15 +407,28 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         ),
         target_line(
             "CPU, speaker path with noise suppression",
-            Err("not available yet (--with-voice-processing)".into()),
+            cpu(&cpu_speaker_voice),
             3.5,
             Goal::AtMost,
             "%",
+        ),
+        target_line(
+            "PESQ gain from noise suppression, noisy",
+            suppression_gain,
+            0.5,
+            Goal::AtLeast,
+            "MOS",
         ),
     ];
     for l in lines {
         println!("  {l}");
     }
+    let mos = |v: &Result<f64, String>| v.as_ref().map_or("-".to_owned(), |v| format!("{v:.2}"));
+    println!(
+        "    (noisy speech at {NOISY_SNR_DB:.0} dB SNR: suppression on {} MOS, off {} MOS)",
+        mos(&noisy_pesq_on),
+        mos(&noisy_pesq_off)
+    );
     if let Some(dir) = &args.keep {
         println!("stimuli, recordings and logs kept in {}", dir.display());
     }
@@ -465,18 +541,54 @@ fn system_pesq(
     let ear = ear
         .get(usize::try_from(a.lag).unwrap_or(0)..)
         .unwrap_or(&[]);
-    let track = pesq::delay_track(&heard, ear, RATE);
+    tracked_pesq(python, &heard, ear, 0.8, work)
+}
+
+/// PESQ of noisy speech through the system against the clean speech: the noisy stimulus is
+/// found at the microphone (where it is loud and whole), the speech starts [`NOISE_LEAD`]
+/// into it, and what the speaker played from there is scored against `speech`.
+fn noisy_pesq(
+    python: &Result<String, String>,
+    speech: &[f32],
+    noisy: &[f32],
+    mouth: &[f32],
+    ear: &[f32],
+    work: &Path,
+) -> (Result<f64, String>, Option<String>) {
+    let Some((_, a)) = pesq::cut_aligned(noisy, mouth).filter(|(_, a)| a.ncc >= 0.5) else {
+        return (
+            Err("the noisy speech was not found at the microphone".into()),
+            None,
+        );
+    };
+    let from = usize::try_from(a.lag).unwrap_or(0) + NOISE_LEAD;
+    let ear = ear.get(from..).unwrap_or(&[]);
+    tracked_pesq(python, speech, ear, NOISY_MIN_NCC, work)
+}
+
+/// PESQ of `ear` (starting where `reference` reached the microphone) against `reference`,
+/// cut around the delay as it moves along the speech (half-seconds matching at `min_ncc` or
+/// better), with a summary of that delay.
+fn tracked_pesq(
+    python: &Result<String, String>,
+    reference: &[f32],
+    ear: &[f32],
+    min_ncc: f64,
+    work: &Path,
+) -> (Result<f64, String>, Option<String>) {
+    let track = pesq::delay_track(reference, ear, RATE);
     let ms: Vec<f64> = track.iter().map(|&(_, ms, _)| ms).collect();
-    let poor = track.iter().filter(|&&(_, _, ncc)| ncc < 0.8).count();
+    let poor = track.iter().filter(|&&(_, _, ncc)| ncc < min_ncc).count();
     let summary = (!ms.is_empty()).then(|| {
         let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
         let max = ms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         format!(
-            "delay {min:.0} to {max:.0} ms along the speech ({} half-seconds, {poor} matching poorly)",
+            "delay {min:.0} to {max:.0} ms along the speech ({} half-seconds, {poor} matching \
+             below NCC {min_ncc})",
             track.len()
         )
     });
-    let Some((reference, degraded)) = pesq::cut_tracked(&heard, ear, &track, 0.8) else {
+    let Some((reference, degraded)) = pesq::cut_tracked(reference, ear, &track, min_ncc) else {
         return (
             Err("the speech was not found in what the speaker played".into()),
             summary,
@@ -488,6 +600,35 @@ fn system_pesq(
         pesq::score(python, &r, &d, work).map_err(|e| format!("{e:#}"))
     });
     (score, summary)
+}
+
+/// `speech` in stationary pink noise (a fan, what noise suppression is for) `snr_db` below the
+/// speech's active level (RMS over its 20 ms frames within 30 dB of the loudest), the noise
+/// playing alone for [`NOISE_LEAD`] first and half a second after. Returns the signal and the
+/// noise's RMS.
+fn noisy_speech(speech: &[f32], snr_db: f64) -> (Vec<f32>, f64) {
+    let frames: Vec<f64> = speech.chunks(FRAME_SAMPLES).map(rms).collect();
+    let loudest = frames.iter().copied().fold(0.0, f64::max);
+    let active: Vec<f64> = frames
+        .into_iter()
+        .filter(|&r| r > loudest * 10f64.powf(-30.0 / 20.0))
+        .collect();
+    let level = (active.iter().map(|r| r * r).sum::<f64>() / active.len().max(1) as f64).sqrt();
+    let noise_rms = level * 10f64.powf(-snr_db / 20.0);
+    let tail = RATE / 2;
+    let len = NOISE_LEAD + speech.len() + tail;
+    let noise = pink_noise(len as f64 / RATE as f64 + 0.1, noise_rms, 11);
+    let out = (0..len)
+        .map(|i| {
+            let s = i
+                .checked_sub(NOISE_LEAD)
+                .and_then(|j| speech.get(j))
+                .copied()
+                .unwrap_or(0.0);
+            (s + noise.get(i).copied().unwrap_or(0.0)).clamp(-1.0, 1.0)
+        })
+        .collect();
+    (out, noise_rms)
 }
 
 /// Whether we can make network namespaces (root and `unshare`).
@@ -529,44 +670,49 @@ fn print_delays(name: &str, d: &Result<chirp::Delays, String>, detail: Option<&P
         }
         Err(e) => println!("  {name:<42} not measured: {e}"),
     }
-    if let Some(p) = detail.filter(|p| p.jitter.is_empty()) {
+    let Some(p) = detail else {
+        return;
+    };
+    let h = &p.heard;
+    let ring = h
+        .speaker_ring_ms
+        .map_or("not sampled".to_owned(), |(a, b)| {
+            format!("{a:.1}/{b:.1} ms")
+        });
+    let playout = match h.slots.first() {
+        Some(s) => format!(
+            "jitter buffer playout delay {:.0} ms (target {:.0})",
+            s.playout_ms, s.target_ms
+        ),
+        None => "no jitter buffer played".to_owned(),
+    };
+    println!(
+        "    where it goes: {playout}; speaker ring after each top-up p50/p95 {ring}; \
+         voice processing {}; the rest is capture framing (20 ms), Opus, device buffers{}",
+        match p.voice {
+            Voice::Off => "off",
+            _ => "on (10 ms)",
+        },
+        if p.networked { " and the network" } else { "" }
+    );
+    println!(
+        "    frames sent {} (refused by the connection {}), mixed {} (limited {}); capture \
+         overruns {}, playback underruns {}, packets dropped into the engine {}",
+        p.sent.frames,
+        p.sent.unsent,
+        h.frames_mixed,
+        h.frames_limited,
+        p.sent.capture_overruns,
+        h.playback_underruns,
+        h.packets_dropped
+    );
+    if p.impaired != (0, 0) {
         println!(
-            "    queued in the speaker ring (cushion) p50/p95 {:.1}/{:.1} ms; capture overruns {}, \
-             playback underruns {}, speaker cushion refills {}",
-            p.speaker_queue_ms.0,
-            p.speaker_queue_ms.1,
-            p.capture_overruns,
-            p.playback_underruns,
-            p.speaker_refills
+            "    impairment: {} packets passed, {} dropped",
+            p.impaired.0, p.impaired.1
         );
     }
-    if let Some(p) = detail.filter(|p| !p.jitter.is_empty()) {
-        println!(
-            "    where it goes (p50/p95): encoder in -> out of the jitter buffer {:.1}/{:.1} ms; \
-             queued in the speaker ring (cushion) {:.1}/{:.1} ms; the rest is capture framing \
-             and device buffers",
-            p.send_to_playout_ms.0,
-            p.send_to_playout_ms.1,
-            p.speaker_queue_ms.0,
-            p.speaker_queue_ms.1
-        );
-        println!(
-            "    frames sent {} played {}; capture overruns {}, playback underruns {}, speaker \
-             cushion refills {}",
-            p.frames_sent,
-            p.frames_played,
-            p.capture_overruns,
-            p.playback_underruns,
-            p.speaker_refills
-        );
-        if p.impaired != (0, 0) {
-            println!(
-                "    impairment: {} packets passed, {} dropped",
-                p.impaired.0, p.impaired.1
-            );
-        }
-        println!("    listener jitter buffer: {}", p.jitter);
-    }
+    println!("    jitter buffer: {}", h.jitter_line());
 }
 
 fn print_cpu(name: &str, r: &Result<Outcome, String>) {
@@ -589,14 +735,17 @@ fn print_cpu(name: &str, r: &Result<Outcome, String>) {
                 println!("    busiest threads (%): {}", top.join(", "));
             }
             if let Some(h) = &summary.heard {
+                let decoded: Vec<u64> = h.slots.iter().map(|s| s.decoded).collect();
                 println!(
-                    "    frames per slot {:?}, mixed {}, playback underruns {}, cushion refills {}",
-                    h.per_slot, h.mixed, summary.playback_underruns, h.refills
+                    "    frames decoded per slot {decoded:?}, mixed {} (limited {}), playback \
+                     underruns {}, packets dropped into the engine {}",
+                    h.frames_mixed, h.frames_limited, h.playback_underruns, h.packets_dropped
                 );
-            } else {
+            }
+            if let Some(s) = &summary.sent {
                 println!(
-                    "    frames sent {}, capture overruns {}",
-                    summary.frames_sent, summary.capture_overruns
+                    "    frames sent {} (refused by the connection {}), capture overruns {}",
+                    s.frames, s.unsent, s.capture_overruns
                 );
             }
         }
@@ -610,6 +759,8 @@ struct Runner {
     work: PathBuf,
     netns: bool,
     window: f64,
+    /// The speaker engine's voice processing in the latency and PESQ scenarios.
+    voice: Voice,
     /// When the run's budget ends.
     end: Instant,
 }
@@ -621,7 +772,10 @@ impl Runner {
             Kind::Clean => "clean",
             Kind::Jitter => "jitter",
             Kind::Loss => "loss",
+            Kind::NoisySuppressed => "noisy-suppressed",
+            Kind::NoisyPlain => "noisy-plain",
             Kind::CpuSpeaker => "cpu-speaker",
+            Kind::CpuSpeakerVoice => "cpu-speaker-voice",
             Kind::CpuIdle => "cpu-idle",
             Kind::CpuListener => "cpu-listener",
         }
@@ -669,6 +823,9 @@ impl Runner {
             .arg(self.record(kind))
             .args(["--window", &self.window.to_string()])
             .args(["--deadline", &deadline.to_string()]);
+        if self.voice == Voice::App {
+            cmd.args(["--voice", "app"]);
+        }
         if self.netns {
             cmd.arg("--netns");
         }

@@ -1,23 +1,26 @@
-//! The two client pipelines the audio benchmark measures, wired as the product wires them
-//! (`confab_client::cli::host` and `listen`, the desktop app's capture loop and speaker feed):
+//! The two client pipelines the audio benchmark measures, wired as the desktop app wires them
+//! (`confab_client::app`: `set_mic`, `ensure_capture`, `start_space_audio`):
 //!
-//! - speaker: the default microphone (cpal `Capture`) -> 20 ms frames -> [`Mic`] -> Opus ->
-//!   RTP;
-//! - listener: RTP -> one jitter buffer and decoder per receive slot (in the client) -> the
-//!   benchmark's [`Mixer`] -> [`SpeakerFeed`] -> the default speaker (cpal `Playback`).
+//! - speaker: the default microphone (cpal `Capture`) -> the [`AudioEngine`]'s worker (20 ms
+//!   frames, voice processing, Opus) -> its send sink -> [`Mic::try_send_encoded`] -> RTP;
+//! - listener: RTP -> the client forwards each packet to the [`AudioEngine`]
+//!   ([`ClientConfig::with_engine`]) -> a jitter buffer per receive slot, mixed at the
+//!   listener's gains when the speaker ring runs low -> the default speaker (cpal `Playback`).
 //!
 //! Each also runs as its own process (`client-speaker`, `client-listener`) so its CPU time can
 //! be read from `/proc` without the server's.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use confab_audio::Mixer;
-use confab_audio::{Capture, DEFAULT_CUSHION, FRAME_SAMPLES, Playback, SpeakerFeed};
-use confab_client::{AudioFrame, Client, ClientConfig, Event, Mic, Streams};
+use confab_audio::{AudioEngine, Capture, Playback, SAMPLE_RATE, SendSink, VoiceConfig};
+use confab_client::{Client, ClientConfig, Event, Mic, Streams};
 use confab_proto::SpaceId;
+use confab_tests::bench::report::p50_p95;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Waits until media is connected (15 s at most).
 pub(crate) async fn wait_connected(streams: &mut Streams) -> anyhow::Result<()> {
@@ -36,178 +39,303 @@ pub(crate) async fn wait_connected(streams: &mut Streams) -> anyhow::Result<()> 
         .context("media did not connect within 15 s")?
 }
 
-/// The mic path's processing between capture and encoding. Noise suppression, AGC and echo
-/// cancellation (issue 5) belong here; until they exist, asking for them is an error rather
-/// than a silent figure for the wrong pipeline.
-pub(crate) fn check_voice_processing(requested: bool) -> anyhow::Result<()> {
-    if requested {
-        bail!(
-            "--with-voice-processing: not available yet (the mic path has no noise suppressor, \
-             AGC or echo canceller to switch on); run without it"
-        );
+/// The voice processing a speaker's engine runs between capture and encoding.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Voice {
+    /// None: what clean speech measures is then the transport alone.
+    #[default]
+    Off,
+    /// The app's defaults: high-pass, echo cancellation, noise suppression, gain control.
+    App,
+    /// High-pass, noise suppression and gain control; no echo cancellation (there is no far
+    /// end to cancel).
+    Suppress,
+    /// [`Voice::Suppress`] with noise suppression off: everything else identical.
+    NoSuppress,
+}
+
+impl Voice {
+    pub(crate) fn config(self) -> VoiceConfig {
+        let on = |ns| VoiceConfig {
+            high_pass: true,
+            echo_cancel: false,
+            noise_suppression: ns,
+            agc: true,
+        };
+        match self {
+            Voice::Off => VoiceConfig {
+                high_pass: false,
+                echo_cancel: false,
+                noise_suppression: false,
+                agc: false,
+            },
+            Voice::App => VoiceConfig::default(),
+            Voice::Suppress => on(true),
+            Voice::NoSuppress => on(false),
+        }
+    }
+}
+
+/// Starts an audio worker as the app does (one per client).
+pub(crate) fn start_engine(voice: Voice) -> anyhow::Result<Arc<AudioEngine>> {
+    Ok(Arc::new(
+        AudioEngine::start(voice.config()).context("starting the audio worker")?,
+    ))
+}
+
+/// What a speaker sent.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Sent {
+    /// Microphone frames the engine encoded and handed to the sink.
+    pub(crate) frames: u64,
+    /// Of those, frames the connection refused (its queue to the encoder task was full).
+    pub(crate) unsent: u64,
+    pub(crate) capture_overruns: u64,
+}
+
+/// A microphone feeding an engine that sends into a [`Mic`].
+pub(crate) struct Speaking {
+    engine: Arc<AudioEngine>,
+    capture: Capture,
+    unsent: Arc<AtomicU64>,
+}
+
+/// The send sink the app attaches (`set_mic`), counting what the connection refused.
+fn mic_sink(mic: Mic, unsent: Arc<AtomicU64>) -> SendSink {
+    Box::new(move |frame| {
+        if mic.try_send_encoded(frame).is_err() {
+            unsent.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
+impl Speaking {
+    /// Puts `mic` behind `engine`'s send sink and opens the default microphone into the
+    /// engine, as the app's `start_mic` does.
+    pub(crate) async fn start(engine: Arc<AudioEngine>, mic: Mic) -> anyhow::Result<Speaking> {
+        let unsent = Arc::new(AtomicU64::new(0));
+        engine.set_sink(Some(mic_sink(mic, Arc::clone(&unsent))));
+        // Off the runtime: PulseAudio takes a second.
+        let (capture, ring) = tokio::task::spawn_blocking(|| Capture::start(None))
+            .await?
+            .context("opening the microphone")?;
+        engine.set_capture(Some(ring));
+        Ok(Speaking {
+            engine,
+            capture,
+            unsent,
+        })
+    }
+
+    /// Resolves once the engine has sent its first microphone frame.
+    pub(crate) async fn first_frame(&self) -> anyhow::Result<()> {
+        wait_for(Duration::from_secs(15), || {
+            self.engine.stats().frames_sent > 0
+        })
+        .await
+        .context("the microphone delivered nothing within 15 s")
+    }
+
+    /// Detaches the sink and the microphone and closes the device.
+    pub(crate) async fn stop(self) -> anyhow::Result<Sent> {
+        self.engine.set_sink(None);
+        self.engine.set_capture(None);
+        let sent = Sent {
+            frames: self.engine.stats().frames_sent,
+            unsent: self.unsent.load(Ordering::Relaxed),
+            capture_overruns: self.capture.overruns(),
+        };
+        let capture = self.capture;
+        tokio::task::spawn_blocking(move || drop(capture)).await?;
+        Ok(sent)
+    }
+}
+
+/// Polls `done` every 10 ms until it holds or `within` has passed.
+async fn wait_for(within: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let until = Instant::now() + within;
+    while !done() {
+        if Instant::now() > until {
+            bail!("timed out");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
 }
 
-/// What a speaker sent: the instant each frame went to the encoder; frame `n` carries RTP
-/// timestamp `Mic::base_timestamp() + n * 960`.
-#[derive(Debug, Default)]
-pub(crate) struct Sent {
-    pub(crate) at: Vec<Instant>,
-    pub(crate) capture_overruns: u64,
+/// One receive slot's jitter buffer, as the engine last published it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct SlotFigures {
+    pub(crate) slot: usize,
+    /// How long after the fastest transit seen the current frame plays, ms.
+    pub(crate) playout_ms: f64,
+    /// The delay the buffer aims for beyond the fastest transit, ms.
+    pub(crate) target_ms: f64,
+    /// Audio buffered ahead of the playout point, ms.
+    pub(crate) buffered_ms: f64,
+    pub(crate) decoded: u64,
+    pub(crate) lost: u64,
+    pub(crate) late: u64,
+    pub(crate) fec_recovered: u64,
+    pub(crate) concealed: u64,
+    pub(crate) shrunk: u64,
+    pub(crate) resyncs: u64,
+    /// Packets dropped because the buffer was full.
+    pub(crate) overflow: u64,
+    /// Packets that fit no timeline.
+    pub(crate) discarded: u64,
 }
 
-/// A microphone being read into a [`Mic`].
-pub(crate) struct Speaking {
-    capture: Capture,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Vec<Instant>>,
-    first: Option<oneshot::Receiver<()>>,
-}
-
-impl Speaking {
-    /// Opens the default microphone and starts sending it, frame by frame, as
-    /// `confab_client::cli::host` does (the ring read every 5 ms).
-    pub(crate) async fn start(mic: Mic) -> anyhow::Result<Speaking> {
-        let (capture, mut ring) = tokio::task::spawn_blocking(|| Capture::start(None))
-            .await?
-            .context("opening the microphone")?;
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        let (first_tx, first) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut first_tx = Some(first_tx);
-            let mut sent = Vec::new();
-            let mut ticker = tokio::time::interval(Duration::from_millis(5));
-            let mut frame = Vec::with_capacity(FRAME_SAMPLES);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = ticker.tick() => {}
-                }
-                while let Ok(s) = ring.pop() {
-                    frame.push(s);
-                    if frame.len() == FRAME_SAMPLES {
-                        // Voice processing (see `check_voice_processing`) goes here.
-                        let full = std::mem::replace(&mut frame, Vec::with_capacity(FRAME_SAMPLES));
-                        if mic.send(full).await.is_err() {
-                            return sent;
-                        }
-                        sent.push(Instant::now());
-                        if let Some(tx) = first_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                }
-            }
-            sent
-        });
-        Ok(Speaking {
-            capture,
-            stop,
-            task,
-            first: Some(first),
-        })
-    }
-
-    /// Resolves once the first captured frame has been sent.
-    pub(crate) async fn first_frame(&mut self) -> anyhow::Result<()> {
-        if let Some(rx) = self.first.take() {
-            tokio::time::timeout(Duration::from_secs(15), rx)
-                .await
-                .context("the microphone delivered nothing within 15 s")??;
-        }
-        Ok(())
-    }
-
-    /// Stops reading and closes the device (off the runtime: PulseAudio takes a second).
-    pub(crate) async fn stop(self) -> anyhow::Result<Sent> {
-        let _ = self.stop.send(());
-        let at = self.task.await?;
-        let capture_overruns = self.capture.overruns();
-        let capture = self.capture;
-        tokio::task::spawn_blocking(move || drop(capture)).await?;
-        Ok(Sent {
-            at,
-            capture_overruns,
-        })
+impl std::fmt::Display for SlotFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "slot {}: playout delay {:.0} ms (target {:.0}, buffered {:.0}), decoded {}, lost {}, \
+             late {}, FEC {}, concealed {}, shrunk {}, resyncs {}, overflow {}, discarded {}",
+            self.slot,
+            self.playout_ms,
+            self.target_ms,
+            self.buffered_ms,
+            self.decoded,
+            self.lost,
+            self.late,
+            self.fec_recovered,
+            self.concealed,
+            self.shrunk,
+            self.resyncs,
+            self.overflow,
+            self.discarded
+        )
     }
 }
 
-/// What a listener played.
+/// What a listener's engine played.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct Heard {
-    /// Every frame received: (slot, RTP timestamp, when it left the jitter buffer).
-    #[serde(skip)]
-    pub(crate) frames: Vec<(usize, u32, Instant)>,
-    /// Frames received per receive slot.
-    pub(crate) per_slot: Vec<u64>,
-    /// Mixed frames pushed to the speaker.
-    pub(crate) mixed: u64,
-    /// How much was queued for the device when each mixed frame went in, in ms.
-    #[serde(skip)]
-    pub(crate) queued_ms: Vec<f64>,
-    /// Times the speaker ring ran dry and a fresh cushion went in.
-    pub(crate) refills: u64,
-    /// Frames the mixer dropped (one slot far ahead of another).
-    pub(crate) mixer_dropped: u64,
+    /// 20 ms frames mixed for the speaker.
+    pub(crate) frames_mixed: u64,
+    /// Mixed frames the limiter bent.
+    pub(crate) frames_limited: u64,
+    /// Packets dropped on their way into the worker (its inbound ring was full).
+    pub(crate) packets_dropped: u64,
+    /// The speaker ring's depth after each top-up (the engine's `playout_queued`), sampled
+    /// every 5 ms, in ms (p50, p95); `None` when not sampled.
+    pub(crate) speaker_ring_ms: Option<(f64, f64)>,
+    pub(crate) playback_underruns: u64,
+    /// Each slot's jitter buffer, at most a second old.
+    pub(crate) slots: Vec<SlotFigures>,
 }
 
-/// Plays `audio` (every slot, mixed) into `feed` until `stop` fires; `ready` fires once
-/// `ready_slots` distinct slots have delivered.
-pub(crate) async fn listen(
-    mut audio: mpsc::Receiver<AudioFrame>,
-    mut feed: SpeakerFeed,
-    mut stop: oneshot::Receiver<()>,
-    ready: Option<(usize, oneshot::Sender<()>)>,
-) -> Heard {
-    let slots = confab_rtc::RECV_SLOTS;
-    let mut heard = Heard {
-        per_slot: vec![0; slots],
-        ..Heard::default()
-    };
-    // The product's mixer, as the app and the CLI play through it.
-    let mut mixer = Mixer::new();
-    let mut ready = ready;
-    loop {
-        let mut mixed: Vec<Vec<f32>> = Vec::new();
-        tokio::select! {
-            _ = &mut stop => break,
-            frame = audio.recv() => match frame {
-                Some(f) => {
-                    heard.frames.push((f.slot, f.timestamp, f.decoded_at));
-                    if let Some(n) = heard.per_slot.get_mut(f.slot) {
-                        *n += 1;
-                    }
-                    mixer.push(f.slot, &f.samples, |m| mixed.push(m.to_vec()));
-                }
-                None => break,
-            },
+impl Heard {
+    /// `slot ...; slot ...`, or that nothing was heard.
+    pub(crate) fn jitter_line(&self) -> String {
+        if self.slots.is_empty() {
+            return "no slot carried audio".into();
         }
-        for frame in mixed {
-            heard
-                .queued_ms
-                .push(feed.queued() as f64 * 1000.0 / 48_000.0);
-            feed.push(&frame);
-            heard.mixed += 1;
-        }
-        if let Some((want, _)) = &ready
-            && heard.per_slot.iter().filter(|&&n| n > 0).count() >= *want
-            && let Some((_, tx)) = ready.take()
-        {
-            let _ = tx.send(());
-        }
+        self.slots
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
-    heard.refills = feed.refills();
-    heard.mixer_dropped = mixer.stats().overflowed;
-    heard
 }
 
-/// Opens the default speaker with the product's cushion.
-pub(crate) async fn open_speaker() -> anyhow::Result<(Playback, SpeakerFeed)> {
-    let (pb, ring) = tokio::task::spawn_blocking(|| Playback::start(None))
-        .await?
-        .context("opening the speaker")?;
-    Ok((pb, SpeakerFeed::new(ring, DEFAULT_CUSHION)))
+/// The default speaker playing an engine's mix.
+pub(crate) struct Listening {
+    engine: Arc<AudioEngine>,
+    playback: Playback,
+    sampler: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<Vec<f64>>)>,
+}
+
+impl Listening {
+    /// Opens the default speaker and gives its ring to `engine`, as the app's
+    /// `start_space_audio` does. With `sample`, also samples the speaker ring's depth.
+    pub(crate) async fn start(engine: Arc<AudioEngine>, sample: bool) -> anyhow::Result<Self> {
+        let (playback, ring) = tokio::task::spawn_blocking(|| Playback::start(None))
+            .await?
+            .context("opening the speaker")?;
+        engine.set_playback(Some(ring));
+        let sampler = sample.then(|| {
+            let (stop, mut stopped) = oneshot::channel::<()>();
+            let engine = Arc::clone(&engine);
+            let task = tokio::spawn(async move {
+                let mut ms = Vec::new();
+                let mut tick = tokio::time::interval(Duration::from_millis(5));
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return ms,
+                        _ = tick.tick() => {}
+                    }
+                    let queued = engine.stats().playout_queued;
+                    // 0 until the first block went in.
+                    if queued > 0 {
+                        ms.push(f64::from(queued) * 1000.0 / f64::from(SAMPLE_RATE));
+                    }
+                }
+            });
+            (stop, task)
+        });
+        Ok(Listening {
+            engine,
+            playback,
+            sampler,
+        })
+    }
+
+    /// Resolves once `want` receive slots have carried audio (the engine publishes its jitter
+    /// statistics once a second).
+    pub(crate) async fn heard_slots(&self, want: usize, within: Duration) -> anyhow::Result<()> {
+        wait_for(within, || self.engine.jitter_stats().len() >= want)
+            .await
+            .with_context(|| format!("{want} speakers not heard within {within:?}"))
+    }
+
+    /// Takes the speaker away from the engine, closes it, and says what was played.
+    pub(crate) async fn stop(self) -> anyhow::Result<Heard> {
+        let speaker_ring_ms = match self.sampler {
+            Some((stop, task)) => {
+                let _ = stop.send(());
+                Some(p50_p95(&task.await?))
+            }
+            None => None,
+        };
+        let stats = self.engine.stats();
+        let heard = Heard {
+            frames_mixed: stats.frames_mixed,
+            frames_limited: stats.frames_limited,
+            packets_dropped: stats.packets_dropped,
+            speaker_ring_ms,
+            playback_underruns: self.playback.underruns(),
+            slots: slot_figures(&self.engine),
+        };
+        self.engine.set_playback(None);
+        let playback = self.playback;
+        tokio::task::spawn_blocking(move || drop(playback)).await?;
+        Ok(heard)
+    }
+}
+
+fn slot_figures(engine: &AudioEngine) -> Vec<SlotFigures> {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    engine
+        .jitter_stats()
+        .into_iter()
+        .map(|(slot, s)| SlotFigures {
+            slot,
+            playout_ms: ms(s.playout_delay),
+            target_ms: ms(s.target_delay),
+            buffered_ms: ms(s.buffered_delay),
+            decoded: s.decoded,
+            lost: s.lost,
+            late: s.late,
+            fec_recovered: s.fec_recovered,
+            concealed: s.concealed,
+            shrunk: s.shrunk,
+            resyncs: s.resyncs,
+            overflow: s.overflow,
+            discarded: s.discarded,
+        })
+        .collect()
 }
 
 /// `client-speaker`: hosts a space and speaks into it from the default microphone.
@@ -217,6 +345,8 @@ pub(crate) struct SpeakerArgs {
     server: String,
     #[arg(long)]
     seconds: f64,
+    /// Run the engine with the app's voice processing (high-pass, echo cancellation, noise
+    /// suppression, gain control) instead of none.
     #[arg(long)]
     with_voice_processing: bool,
     /// Host with media connected but no microphone: the connection's own cost.
@@ -241,38 +371,36 @@ pub(crate) struct ListenerArgs {
 /// A client process's last line: `DONE {json}`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct ClientSummary {
-    pub(crate) frames_sent: u64,
-    pub(crate) capture_overruns: u64,
+    pub(crate) sent: Option<Sent>,
     pub(crate) heard: Option<Heard>,
-    pub(crate) playback_underruns: u64,
 }
 
 pub(crate) fn speaker_process(args: SpeakerArgs) -> anyhow::Result<()> {
-    check_voice_processing(args.with_voice_processing)?;
+    let voice = match args.with_voice_processing {
+        true => Voice::App,
+        false => Voice::Off,
+    };
     crate::runtime()?.block_on(async {
-        let (client, mut streams) =
-            Client::connect(ClientConfig::new(args.server.clone(), "cpu-speaker")).await?;
+        let engine = start_engine(voice)?;
+        let config =
+            ClientConfig::new(args.server.clone(), "cpu-speaker").with_engine(Arc::clone(&engine));
+        let (client, mut streams) = Client::connect(config).await?;
         let joined = client.create("cpu").await?;
         wait_connected(&mut streams).await?;
-        let mic = client.mic().await?;
-        let mut speaking = match args.idle {
+        let speaking = match args.idle {
             true => None,
-            false => Some(Speaking::start(mic).await?),
+            false => Some(Speaking::start(Arc::clone(&engine), client.mic().await?).await?),
         };
-        if let Some(s) = speaking.as_mut() {
+        if let Some(s) = &speaking {
             s.first_frame().await?;
         }
         println!("READY {}", joined.space.id);
         tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
         let sent = match speaking {
-            Some(s) => s.stop().await?,
-            None => Sent::default(),
+            Some(s) => Some(s.stop().await?),
+            None => None,
         };
-        let summary = ClientSummary {
-            frames_sent: sent.at.len() as u64,
-            capture_overruns: sent.capture_overruns,
-            ..ClientSummary::default()
-        };
+        let summary = ClientSummary { sent, heard: None };
         println!("DONE {}", serde_json::to_string(&summary)?);
         let _ = client.end().await;
         client.close().await;
@@ -282,36 +410,28 @@ pub(crate) fn speaker_process(args: SpeakerArgs) -> anyhow::Result<()> {
 
 pub(crate) fn listener_process(args: ListenerArgs) -> anyhow::Result<()> {
     crate::runtime()?.block_on(async {
-        let (client, mut streams) =
-            Client::connect(ClientConfig::new(args.server.clone(), "cpu-listener")).await?;
+        // A listener sends nothing, so its voice processing never runs; the app's defaults.
+        let engine = start_engine(Voice::App)?;
+        let config =
+            ClientConfig::new(args.server.clone(), "cpu-listener").with_engine(Arc::clone(&engine));
+        let (client, mut streams) = Client::connect(config).await?;
         let space: SpaceId = args.space.parse().context("--space")?;
         client.join(&space).await?;
         wait_connected(&mut streams).await?;
-        let (pb, feed) = open_speaker().await?;
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let task = tokio::spawn(listen(
-            streams.audio,
-            feed,
-            stop_rx,
-            Some((args.expect_slots, ready_tx)),
-        ));
-        tokio::time::timeout(Duration::from_secs(15), ready_rx)
-            .await
-            .with_context(|| format!("{} speakers not heard within 15 s", args.expect_slots))??;
+        let listening = Listening::start(Arc::clone(&engine), false).await?;
+        listening
+            .heard_slots(args.expect_slots, Duration::from_secs(15))
+            .await?;
         println!("READY");
         tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
-        let _ = stop_tx.send(());
-        let heard = task.await?;
+        let heard = listening.stop().await?;
         let summary = ClientSummary {
-            playback_underruns: pb.underruns(),
+            sent: None,
             heard: Some(heard),
-            ..ClientSummary::default()
         };
         println!("DONE {}", serde_json::to_string(&summary)?);
         let _ = client.leave().await;
         client.close().await;
-        tokio::task::spawn_blocking(move || drop(pb)).await?;
         Ok(())
     })
 }

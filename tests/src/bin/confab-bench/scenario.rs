@@ -8,6 +8,7 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -17,17 +18,17 @@ use confab_proto::{ClientMsg, Role, ServerMsg};
 use confab_tests::TestServer;
 use confab_tests::bench::cpu;
 use confab_tests::bench::impair::Impairment;
-use confab_tests::bench::report::p50_p95;
 use confab_tests::pulse::{KillOnDrop, PulseDaemon};
 use confab_tests::signal::speech_like;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::clients::{self, ClientSummary, Speaking};
+use crate::clients::{self, ClientSummary, Heard, Listening, Sent, Speaking, Voice};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// Mic to speaker in one process through Opus, no network: the device path's floor.
+    /// Mic to speaker through one audio engine (Opus, jitter buffer, playout), no network:
+    /// the device path's floor.
     Devices,
     /// Mic to speaker on a clean loopback.
     Clean,
@@ -35,8 +36,14 @@ pub(crate) enum Kind {
     Jitter,
     /// Mic to speaker with 5 % of packets lost end to end.
     Loss,
+    /// Noisy speech from mic to speaker on a clean loopback, the speaker suppressing noise.
+    NoisySuppressed,
+    /// The same with noise suppression off (everything else identical).
+    NoisyPlain,
     /// CPU of a speaker client process.
     CpuSpeaker,
+    /// CPU of a speaker client process running the app's voice processing.
+    CpuSpeakerVoice,
     /// CPU of a host client process with media connected and no microphone.
     CpuIdle,
     /// CPU of a listener client process hearing three speakers.
@@ -64,22 +71,22 @@ pub(crate) struct ScenarioArgs {
     pub(crate) deadline: f64,
     #[arg(long, default_value_t = 5)]
     pub(crate) seed: u64,
+    /// The speaker engine's voice processing (mic-to-speaker kinds other than the noisy
+    /// ones, which choose their own).
+    #[arg(long, value_enum, default_value_t = Voice::Off)]
+    pub(crate) voice: Voice,
 }
 
 /// What a mic-to-speaker scenario saw besides the recording.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct PathResult {
-    /// Frame handed to the encoder -> frame out of the listener's jitter buffer, ms.
-    pub(crate) send_to_playout_ms: (f64, f64),
-    /// Audio queued ahead of each mixed frame in the speaker ring (the cushion), ms.
-    pub(crate) speaker_queue_ms: (f64, f64),
-    pub(crate) frames_sent: usize,
-    pub(crate) frames_played: usize,
-    pub(crate) capture_overruns: u64,
-    pub(crate) playback_underruns: u64,
-    pub(crate) speaker_refills: u64,
-    /// The listener's jitter buffer at the end.
-    pub(crate) jitter: String,
+    /// The speaker engine's voice processing.
+    pub(crate) voice: Voice,
+    /// Whether the audio crossed a network (no: the devices baseline).
+    pub(crate) networked: bool,
+    pub(crate) sent: Sent,
+    /// What the listening engine (the same engine for the devices baseline) played.
+    pub(crate) heard: Heard,
     /// Packets the impairment let through / dropped.
     pub(crate) impaired: (u64, u64),
 }
@@ -141,12 +148,25 @@ pub(crate) fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             match args.kind {
                 Kind::Devices => devices_only(&daemon, &args).await.map(Outcome::Path),
                 Kind::Clean | Kind::Jitter | Kind::Loss => {
-                    mic_to_speaker(&daemon, &args, impairer.as_ref())
+                    mic_to_speaker(&daemon, &args, args.voice, impairer.as_ref())
                         .await
                         .map(Outcome::Path)
                 }
-                Kind::CpuSpeaker => cpu_speaker(&daemon, &args, false).await.map(Outcome::Cpu),
-                Kind::CpuIdle => cpu_speaker(&daemon, &args, true).await.map(Outcome::Cpu),
+                Kind::NoisySuppressed => mic_to_speaker(&daemon, &args, Voice::Suppress, None)
+                    .await
+                    .map(Outcome::Path),
+                Kind::NoisyPlain => mic_to_speaker(&daemon, &args, Voice::NoSuppress, None)
+                    .await
+                    .map(Outcome::Path),
+                Kind::CpuSpeaker => cpu_speaker(&daemon, &args, Speaker::Plain)
+                    .await
+                    .map(Outcome::Cpu),
+                Kind::CpuSpeakerVoice => cpu_speaker(&daemon, &args, Speaker::Voice)
+                    .await
+                    .map(Outcome::Cpu),
+                Kind::CpuIdle => cpu_speaker(&daemon, &args, Speaker::Idle)
+                    .await
+                    .map(Outcome::Cpu),
                 Kind::CpuListener => cpu_listener(&daemon, &args).await.map(Outcome::Cpu),
             }
         };
@@ -188,27 +208,32 @@ type Impairer = crate::nfqueue::Impairer;
 #[cfg(not(target_os = "linux"))]
 type Impairer = NoImpairer;
 
-/// The stimulus played into the microphone while the probe records both ends.
+/// The stimulus played into the microphone while the probe records both ends: a host whose
+/// engine (running `voice`) speaks from the microphone, a listener whose engine plays on the
+/// speaker, each wired as the app wires its one engine.
 async fn mic_to_speaker(
     daemon: &PulseDaemon,
     args: &ScenarioArgs,
+    voice: Voice,
     impairer: Option<&Impairer>,
 ) -> anyhow::Result<PathResult> {
     let server = TestServer::start().await?;
     let url = server.url();
-    let (host, mut host_streams) = Client::connect(ClientConfig::new(url.clone(), "mouth")).await?;
+    let mouth = clients::start_engine(voice)?;
+    let config = ClientConfig::new(url.clone(), "mouth").with_engine(Arc::clone(&mouth));
+    let (host, mut host_streams) = Client::connect(config).await?;
     let joined = host.create("mouth to ear").await?;
     clients::wait_connected(&mut host_streams).await?;
     let mic = host.mic().await?;
-    let base = mic.base_timestamp();
-    let (listener, mut streams) = Client::connect(ClientConfig::new(url.clone(), "ear")).await?;
+    // The listener sends nothing, so its voice processing never runs: the app's defaults.
+    let ear = clients::start_engine(Voice::App)?;
+    let config = ClientConfig::new(url.clone(), "ear").with_engine(Arc::clone(&ear));
+    let (listener, mut streams) = Client::connect(config).await?;
     listener.join(&joined.space.id).await?;
     clients::wait_connected(&mut streams).await?;
 
-    let mut speaking = Speaking::start(mic).await?;
-    let (playback, feed) = clients::open_speaker().await?;
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let listening = tokio::spawn(clients::listen(streams.audio, feed, stop_rx, None));
+    let speaking = Speaking::start(Arc::clone(&mouth), mic).await?;
+    let listening = Listening::start(Arc::clone(&ear), true).await?;
     speaking.first_frame().await?;
     if let Some(i) = impairer {
         i.arm();
@@ -217,40 +242,17 @@ async fn mic_to_speaker(
     tokio::time::sleep(Duration::from_secs(2)).await;
     play_and_record(daemon, args).await?;
 
-    let _ = stop_tx.send(());
-    let heard = listening.await?;
+    let heard = listening.stop().await?;
     let sent = speaking.stop().await?;
-    let jitter = listener
-        .jitter_stats()
-        .into_iter()
-        .map(|(slot, s)| format!("slot {slot}: {s:?}"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let underruns = playback.underruns();
-    tokio::task::spawn_blocking(move || drop(playback)).await?;
     let _ = host.end().await;
     listener.close().await;
     host.close().await;
     server.handle.shutdown().await;
-
-    let send_to_playout: Vec<f64> = heard
-        .frames
-        .iter()
-        .filter_map(|&(_, ts, at)| {
-            let n = (ts.wrapping_sub(base) / confab_audio::FRAME_SAMPLES as u32) as usize;
-            let sent_at = sent.at.get(n)?;
-            Some(at.saturating_duration_since(*sent_at).as_secs_f64() * 1e3)
-        })
-        .collect();
     Ok(PathResult {
-        send_to_playout_ms: p50_p95(&send_to_playout),
-        speaker_queue_ms: p50_p95(&heard.queued_ms),
-        frames_sent: sent.at.len(),
-        frames_played: heard.frames.len(),
-        capture_overruns: sent.capture_overruns,
-        playback_underruns: underruns,
-        speaker_refills: heard.refills,
-        jitter,
+        voice,
+        networked: true,
+        sent,
+        heard,
         impaired: impairer.map_or((0, 0), Impairer::counts),
     })
 }
@@ -284,67 +286,56 @@ async fn play_and_record(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::R
     Ok(())
 }
 
-/// The microphone straight into the speaker through Opus in one task (the capture loop of
-/// [`Speaking`], a decoder per packet, the product's speaker cushion): no network, no jitter
-/// buffer. What the whole system adds is the rest.
+/// The microphone straight into the speaker through one engine, no network: its send sink
+/// hands each packet back to its own receive slot 0 (through a task, as the client's
+/// forwarding does), so the audio crosses capture framing, voice processing, Opus, a jitter
+/// buffer and the playout that the networked scenarios cross. What the whole system adds is
+/// the rest.
 async fn devices_only(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Result<PathResult> {
-    use confab_audio::{
-        Decoder, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES,
-        MAX_PACKET_SAMPLES,
+    use confab_audio::{FRAME_SAMPLES, Outgoing};
+    let engine = clients::start_engine(args.voice)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u16, u32, Vec<u8>)>();
+    let (mut seq, mut timestamp) = (0u16, 0u32);
+    engine.set_sink(Some(Box::new(move |frame| {
+        // RTP as the client numbers it: a DTX pause advances the clock, not the sequence.
+        if let Outgoing::Packet(p) = frame {
+            let _ = tx.send((seq, timestamp, p.to_vec()));
+            seq = seq.wrapping_add(1);
+        }
+        timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
+    })));
+    let forward = {
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move {
+            while let Some((seq, ts, payload)) = rx.recv().await {
+                engine.push_packet(0, seq, ts, &payload, Instant::now());
+            }
+        })
     };
-    let (capture, mut ring) = tokio::task::spawn_blocking(|| confab_audio::Capture::start(None))
+    let (capture, ring) = tokio::task::spawn_blocking(|| confab_audio::Capture::start(None))
         .await?
         .context("opening the microphone")?;
-    let (playback, mut feed) = clients::open_speaker().await?;
-    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut enc = Encoder::new(&EncoderConfig::default())?;
-        let mut dec = Decoder::new()?;
-        let mut packet = vec![0u8; MAX_PACKET_BYTES];
-        let mut pcm = vec![0f32; MAX_PACKET_SAMPLES];
-        let mut frame = Vec::with_capacity(FRAME_SAMPLES);
-        let mut ticker = tokio::time::interval(Duration::from_millis(5));
-        let (mut frames, mut queued) = (0usize, Vec::new());
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                _ = ticker.tick() => {}
-            }
-            while let Ok(s) = ring.pop() {
-                frame.push(s);
-                if frame.len() < FRAME_SAMPLES {
-                    continue;
-                }
-                let n = match enc.encode(&frame, &mut packet)? {
-                    Encoded::Packet(len) => dec.decode(&packet[..len], &mut pcm)?,
-                    // A receiver plays comfort noise in DTX; silence is as long.
-                    Encoded::Dtx => {
-                        pcm[..FRAME_SAMPLES].fill(0.0);
-                        FRAME_SAMPLES
-                    }
-                };
-                frame.clear();
-                frames += 1;
-                queued.push(feed.queued() as f64 * 1000.0 / 48_000.0);
-                feed.push(&pcm[..n]);
-            }
-        }
-        anyhow::Ok((frames, queued, feed.refills()))
-    });
+    engine.set_capture(Some(ring));
+    let listening = Listening::start(Arc::clone(&engine), true).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     play_and_record(daemon, args).await?;
-    let _ = stop_tx.send(());
-    let (frames, queued, refills) = task.await??;
-    let (overruns, underruns) = (capture.overruns(), playback.underruns());
-    tokio::task::spawn_blocking(move || drop((capture, playback))).await?;
+    let heard = listening.stop().await?;
+    // Dropping the sink closes the channel, which ends the forwarding task.
+    engine.set_sink(None);
+    engine.set_capture(None);
+    let sent = Sent {
+        frames: engine.stats().frames_sent,
+        unsent: 0,
+        capture_overruns: capture.overruns(),
+    };
+    tokio::task::spawn_blocking(move || drop(capture)).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), forward).await;
     Ok(PathResult {
-        speaker_queue_ms: p50_p95(&queued),
-        frames_sent: frames,
-        frames_played: frames,
-        capture_overruns: overruns,
-        playback_underruns: underruns,
-        speaker_refills: refills,
-        ..PathResult::default()
+        voice: args.voice,
+        networked: false,
+        sent,
+        heard,
+        impaired: (0, 0),
     })
 }
 
@@ -445,12 +436,23 @@ impl Measured {
 
 const WARMUP: Duration = Duration::from_secs(2);
 
-/// A speaker client process speaking from the microphone (fed speech by paplay), or with
-/// `idle` the same client with no microphone open.
+/// Which speaker client process [`cpu_speaker`] measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Speaker {
+    /// Connected, no microphone open.
+    Idle,
+    /// Speaking, no voice processing.
+    Plain,
+    /// Speaking through the app's voice processing.
+    Voice,
+}
+
+/// A speaker client process speaking from the microphone (fed speech by paplay), or the same
+/// client with no microphone open.
 async fn cpu_speaker(
     daemon: &PulseDaemon,
     args: &ScenarioArgs,
-    idle: bool,
+    speaker: Speaker,
 ) -> anyhow::Result<CpuResult> {
     let server = TestServer::start().await?;
     let _feed = KillOnDrop(
@@ -469,8 +471,10 @@ async fn cpu_speaker(
         "--seconds".into(),
         seconds.to_string(),
     ];
-    if idle {
-        argv.push("--idle".into());
+    match speaker {
+        Speaker::Idle => argv.push("--idle".into()),
+        Speaker::Plain => {}
+        Speaker::Voice => argv.push("--with-voice-processing".into()),
     }
     let mut client = Measured::spawn(daemon, &argv)?;
     client.line("READY", Duration::from_secs(20)).await?;
