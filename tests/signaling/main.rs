@@ -34,15 +34,27 @@ async fn next_msg(ws: &mut Ws) -> Option<ServerMsg> {
     }
 }
 
+/// Sends `frame` and expects the error `want` as the reply. The room's own news (a receive
+/// slot assigned, someone joining) may arrive first at any time; it is skipped, boundedly.
 async fn expect_error(ws: &mut Ws, frame: String, want: ErrorCode) {
     ws.send(Message::Text(frame.clone().into())).await.unwrap();
-    match next_msg(ws).await {
-        Some(ServerMsg::Error { code, message }) => {
-            assert_eq!(code, want, "frame {:.80}: {message}", frame);
-            assert!(!message.is_empty());
+    for _ in 0..20 {
+        match next_msg(ws).await {
+            Some(ServerMsg::Error { code, message }) => {
+                assert_eq!(code, want, "frame {:.80}: {message}", frame);
+                assert!(!message.is_empty());
+                return;
+            }
+            Some(
+                ServerMsg::Slot { .. }
+                | ServerMsg::ParticipantJoined { .. }
+                | ServerMsg::ParticipantLeft { .. }
+                | ServerMsg::ParticipantUpdated { .. },
+            ) => continue,
+            other => panic!("frame {:.80}: expected {want:?}, got {other:?}", frame),
         }
-        other => panic!("frame {:.80}: expected {want:?}, got {other:?}", frame),
     }
+    panic!("frame {:.80}: no {want:?} among 20 replies", frame);
 }
 
 async fn hello(ws: &mut Ws) {

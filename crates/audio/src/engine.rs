@@ -49,6 +49,12 @@ pub const PLAYOUT_LOW_WATER: usize = SAMPLE_RATE as usize / 50;
 /// How often the worker wakes to look at its rings.
 pub const WAKE_EVERY: Duration = Duration::from_millis(4);
 
+/// How often a worker with no device and no packets wakes (to take commands).
+const IDLE_WAKE: Duration = Duration::from_millis(100);
+
+/// Packets count as flowing for this long after the last one.
+const IDLE_AFTER_US: u64 = 2_000_000;
+
 /// What the worker writes to the speaker ring at a time (10 ms).
 const BLOCK: usize = FRAME_SAMPLES / 2;
 
@@ -387,6 +393,8 @@ struct Worker {
     /// Frames mixed by the stand-in tick (no speaker), counted from `virtual_start`.
     virtual_played: u64,
     virtual_start: u64,
+    /// When the last packet arrived (engine clock, µs).
+    last_packet_us: u64,
 }
 
 impl Worker {
@@ -423,6 +431,7 @@ impl Worker {
             mix_used: FRAME_SAMPLES,
             virtual_played: 0,
             virtual_start: 0,
+            last_packet_us: 0,
         })
     }
 
@@ -433,7 +442,20 @@ impl Worker {
     fn run(&mut self) {
         while self.shared.running.load(Ordering::Relaxed) {
             self.turn();
-            std::thread::sleep(WAKE_EVERY);
+            std::thread::sleep(self.next_wake());
+        }
+    }
+
+    /// With a device open, every [`WAKE_EVERY`]; with none, only as often as the stand-in
+    /// tick needs while packets come, and rarely while nothing happens at all (an app that is
+    /// in no space should cost nothing).
+    fn next_wake(&self) -> Duration {
+        if self.capture.is_some() || self.playback.is_some() {
+            WAKE_EVERY
+        } else if self.now_us().saturating_sub(self.last_packet_us) < IDLE_AFTER_US {
+            Duration::from_millis(20)
+        } else {
+            IDLE_WAKE
         }
     }
 
@@ -443,6 +465,7 @@ impl Worker {
             self.apply(cmd);
         }
         while let Ok(p) = self.packets.pop() {
+            self.last_packet_us = p.arrival_us;
             if let Some(jb) = self.jitter.get_mut(usize::from(p.slot)) {
                 let len = usize::from(p.len).min(MAX_PACKET_BYTES);
                 jb.push(p.seq, p.timestamp, &p.payload[..len], p.arrival_us);
