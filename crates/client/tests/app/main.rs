@@ -620,13 +620,28 @@ async fn diagnostics_show_a_speakers_network_and_buffer_figures_while_wanted() {
     until(&mut events, 10, "connection", connected).await;
     app.join_space(joined.space.id.clone()).await.unwrap();
     app.set_diagnostics(true).await.unwrap();
-    let figures = until(&mut events, 30, "the speaker's full figures", |e| {
+    // What the panel showed last, to say what was missing if the full figures never come.
+    let mut last: Option<Vec<confab_proto::ipc::SpeakerDiagnostics>> = None;
+    let full = |e: &AppEvent| {
         matches!(e, AppEvent::Diagnostics { speakers } if speakers.iter().any(|d| {
             d.participant == host.id() && d.buffer_ms > 0.0 && d.loss.is_some()
                 && d.jitter_ms.is_some() && d.rtt_ms.is_some()
         }))
-    })
-    .await;
+    };
+    let wait = async {
+        loop {
+            let ev = events.recv().await.expect("event stream closed");
+            if let AppEvent::Diagnostics { speakers } = &ev {
+                last = Some(speakers.clone());
+            }
+            if full(&ev) {
+                return ev;
+            }
+        }
+    };
+    let figures = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no full figures within 30 s; the last were {last:?}"));
     let AppEvent::Diagnostics { speakers } = figures else {
         unreachable!()
     };
