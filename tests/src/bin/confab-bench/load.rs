@@ -105,6 +105,10 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<()> {
     std::thread::spawn(move || {
         std::thread::sleep(deadline);
         eprintln!("confab-bench load: --max-seconds ({deadline:?}) reached; stopping");
+        let server = SERVER_PID.load(Ordering::Relaxed);
+        if server != 0 {
+            let _ = Command::new("kill").arg(server.to_string()).status();
+        }
         std::process::exit(2);
     });
 
@@ -306,6 +310,9 @@ fn srtp_protect_us(
     Ok(start.elapsed().as_secs_f64() * 1e6 / iterations as f64)
 }
 
+/// The server's PID while it runs, for the deadline's watchdog to end it too.
+static SERVER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// The server process, killed when dropped.
 struct ServerProcess {
     child: Child,
@@ -315,6 +322,7 @@ struct ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        SERVER_PID.store(0, Ordering::Relaxed);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -356,6 +364,7 @@ fn start_server(args: &LoadArgs, pin: bool) -> anyhow::Result<ServerProcess> {
         let _ = child.kill();
         bail!("the server said {line:?} instead of where it listens");
     };
+    SERVER_PID.store(child.id(), Ordering::Relaxed);
     Ok(ServerProcess {
         url: url.to_owned(),
         child,
@@ -538,6 +547,32 @@ async fn start_speaker(
     Ok((host, joined.space.id, speaker))
 }
 
+/// The kernel's UDP counters (`/proc/net/snmp`), machine-wide.
+#[derive(Clone, Copy)]
+struct UdpCounters {
+    received: u64,
+    out: u64,
+    rcvbuf_errors: u64,
+}
+
+fn udp_counters() -> Option<UdpCounters> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let get = |name: &str| -> Option<u64> {
+        values
+            .get(names.iter().position(|n| *n == name)?)?
+            .parse()
+            .ok()
+    };
+    Some(UdpCounters {
+        received: get("InDatagrams")?,
+        out: get("OutDatagrams")?,
+        rcvbuf_errors: get("RcvbufErrors")?,
+    })
+}
+
 /// One step's figures.
 struct Step {
     n: usize,
@@ -616,6 +651,7 @@ async fn sfu_run(
                 s.lock().unwrap_or_else(|e| e.into_inner()).clear();
             }
         }
+        let udp0 = udp_counters();
         let (srv0, me0, sent0, got0, t0) = (
             process_ticks(server_pid)?,
             process_ticks(me)?,
@@ -631,6 +667,7 @@ async fn sfu_run(
             received(&listeners),
             t0.elapsed(),
         );
+        let udp1 = udp_counters();
         let got = got1 - got0;
         let expected = (sent1 - sent0) * listeners.len() as u64;
         let server_s = (srv1 - srv0) as f64 / hz;
@@ -648,6 +685,17 @@ async fn sfu_run(
             }
             d
         };
+        if let (Some(a), Some(b)) = (udp0, udp1) {
+            // Where loss happens: never sent, or dropped at a listener's full socket.
+            println!(
+                "  kernel UDP over the window (whole machine): {} datagrams out, {} in, \
+                 {} dropped at full receive buffers; {} expected from the server",
+                b.out - a.out,
+                b.received - a.received,
+                b.rcvbuf_errors - a.rcvbuf_errors,
+                expected
+            );
+        }
         let step = Step {
             n: listeners.len(),
             failed_joins: failed,
