@@ -383,8 +383,26 @@ struct Speaker {
 #[derive(Default)]
 struct Heard {
     packets: AtomicU64,
+    /// Packets of the frames the speaker sent during the current window (see [`Window`]).
+    in_window: AtomicU64,
     /// (RTP timestamp, arrival) of every packet, for the sampled listeners only.
     samples: Option<Mutex<Vec<(u32, Instant)>>>,
+}
+
+/// The speaker's frames a measurement window covers, `lo..hi` by frame index: loss is what
+/// of them never arrived (however late), not how many packets arrived while the window was
+/// open (a growing backlog would look like loss).
+struct Window {
+    base: u32,
+    lo: AtomicU64,
+    hi: AtomicU64,
+}
+
+impl Window {
+    fn covers(&self, timestamp: u32) -> bool {
+        let k = u64::from(timestamp.wrapping_sub(self.base)) / FRAME_SAMPLES as u64;
+        k >= self.lo.load(Ordering::Relaxed) && k < self.hi.load(Ordering::Relaxed)
+    }
 }
 
 /// A listener that joined: its join time, its counters.
@@ -415,6 +433,7 @@ async fn join_listener(
     space: SpaceId,
     index: usize,
     sampled: bool,
+    window: Arc<Window>,
 ) -> anyhow::Result<Listener> {
     let ws_url = format!("{}/ws", url.replacen("http://", "ws://", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str()).await?;
@@ -455,6 +474,7 @@ async fn join_listener(
     }
     let heard = Arc::new(Heard {
         packets: AtomicU64::new(0),
+        in_window: AtomicU64::new(0),
         samples: sampled.then(|| Mutex::new(Vec::new())),
     });
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Instant>();
@@ -472,9 +492,13 @@ async fn join_listener(
                         Some(SessionEvent::RemoteAudio(remote)) => {
                             let heard = Arc::clone(&heard);
                             let first = Arc::clone(&first);
+                            let window = Arc::clone(&window);
                             tokio::spawn(async move {
                                 while let Some(p) = remote.recv().await {
                                     heard.packets.fetch_add(1, Ordering::Relaxed);
+                                    if window.covers(p.timestamp) {
+                                        heard.in_window.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     let now = Instant::now();
                                     if let Some(tx) = first.lock().unwrap_or_else(|e| e.into_inner()).take() {
                                         let _ = tx.send(now);
@@ -547,6 +571,19 @@ async fn start_speaker(
     Ok((host, joined.space.id, speaker))
 }
 
+/// Time the process's threads spent runnable but waiting for a CPU, ns (the second field of
+/// each `/proc/PID/task/TID/schedstat`), summed over its live threads.
+fn runqueue_wait_ns(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    dir.filter_map(|e| {
+        let s = std::fs::read_to_string(e.ok()?.path().join("schedstat")).ok()?;
+        s.split_whitespace().nth(1)?.parse::<u64>().ok()
+    })
+    .sum()
+}
+
 /// The kernel's UDP counters (`/proc/net/snmp`), machine-wide.
 #[derive(Clone, Copy)]
 struct UdpCounters {
@@ -602,6 +639,18 @@ async fn sfu_run(
     let hz = ticks_per_second() as f64;
     let (_host, space, speaker) = start_speaker(&server.url, payloads).await?;
     let window = Duration::from_secs_f64(args.seconds);
+    let frames = Arc::new(Window {
+        base: speaker.base,
+        lo: AtomicU64::new(u64::MAX),
+        hi: AtomicU64::new(u64::MAX),
+    });
+    let stamped = || {
+        speaker
+            .sent_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64
+    };
     let mut listeners: Vec<Listener> = Vec::new();
     let mut steps = Vec::new();
     for &n in &args.listeners {
@@ -613,7 +662,8 @@ async fn sfu_run(
             .map(|i| {
                 let url = url.clone();
                 let space = space.clone();
-                async move { join_listener(&url, space, i, i < DELAY_SAMPLE).await }
+                let frames = Arc::clone(&frames);
+                async move { join_listener(&url, space, i, i < DELAY_SAMPLE, frames).await }
             })
             .buffer_unordered(args.join_concurrency)
             .collect()
@@ -651,7 +701,13 @@ async fn sfu_run(
                 s.lock().unwrap_or_else(|e| e.into_inner()).clear();
             }
         }
+        for l in &listeners {
+            l.heard.in_window.store(0, Ordering::Relaxed);
+        }
+        frames.hi.store(u64::MAX, Ordering::Relaxed);
+        frames.lo.store(stamped(), Ordering::Relaxed);
         let udp0 = udp_counters();
+        let wait0 = runqueue_wait_ns(server_pid);
         let (srv0, me0, sent0, got0, t0) = (
             process_ticks(server_pid)?,
             process_ticks(me)?,
@@ -667,9 +723,30 @@ async fn sfu_run(
             received(&listeners),
             t0.elapsed(),
         );
+        frames.hi.store(stamped(), Ordering::Relaxed);
         let udp1 = udp_counters();
+        let wait1 = runqueue_wait_ns(server_pid);
         let got = got1 - got0;
         let expected = (sent1 - sent0) * listeners.len() as u64;
+        // The window's last frames are still on their way (or queued in the server): wait
+        // until nothing more of them arrives, 5 s at most.
+        let in_window = |ls: &[Listener]| -> u64 {
+            ls.iter()
+                .map(|l| l.heard.in_window.load(Ordering::Relaxed))
+                .sum()
+        };
+        let mut arrived = in_window(&listeners);
+        let drain_until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = in_window(&listeners);
+            if now == arrived {
+                break;
+            }
+            arrived = now;
+        }
+        let window_frames = frames.hi.load(Ordering::Relaxed) - frames.lo.load(Ordering::Relaxed);
+        let due = window_frames * listeners.len() as u64;
         let server_s = (srv1 - srv0) as f64 / hz;
         let delays = {
             let sent_at = speaker.sent_at.lock().unwrap_or_else(|e| e.into_inner());
@@ -685,6 +762,13 @@ async fn sfu_run(
             }
             d
         };
+        // A server that falls behind while using less than its core waited for the core:
+        // on a shared machine other processes run there too.
+        println!(
+            "  server threads waited {:.0} ms for a CPU over the {:.0} s window",
+            wait1.saturating_sub(wait0) as f64 / 1e6,
+            wall.as_secs_f64()
+        );
         if let (Some(a), Some(b)) = (udp0, udp1) {
             // Where loss happens: never sent, or dropped at a listener's full socket.
             println!(
@@ -706,8 +790,8 @@ async fn sfu_run(
             },
             server_core_pct: server_s / wall.as_secs_f64() * 100.0,
             generator_core_pct: (me1 - me0) as f64 / hz / wall.as_secs_f64() * 100.0,
-            loss: if expected > 0 {
-                (1.0 - got as f64 / expected as f64).max(0.0)
+            loss: if due > 0 {
+                (1.0 - arrived as f64 / due as f64).max(0.0)
             } else {
                 f64::NAN
             },
