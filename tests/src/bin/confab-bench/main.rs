@@ -5,12 +5,15 @@
 //!   codec alone, and the time from join to first audio.
 //! - `confab-bench audio`: the audio engine's figures of issue 5 in one bounded run
 //!   (mouth-to-ear latency clean and impaired, client CPU, PESQ), each against its target.
+//! - `confab-bench load`: the SFU's CPU per outgoing packet at 100..2,000 listeners against the
+//!   kernel's floor (UDP send + SRTP), with loss, forwarding delay and join times (issue 6).
 //!
 //! The hidden subcommands are the processes `audio` starts: a scenario in its own network
 //! namespace, and the clients whose CPU it measures.
 
 mod audio;
 mod clients;
+mod load;
 #[cfg(target_os = "linux")]
 mod nfqueue;
 mod path;
@@ -33,6 +36,8 @@ enum Command {
     Path(path::PathArgs),
     /// Mouth-to-ear latency, client CPU and PESQ against the targets of issue 5.
     Audio(audio::AudioArgs),
+    /// Server CPU per outgoing packet against the floor, at growing listener counts.
+    Load(load::LoadArgs),
     #[command(hide = true)]
     Scenario(scenario::ScenarioArgs),
     #[command(hide = true)]
@@ -54,6 +59,8 @@ fn main() -> anyhow::Result<()> {
         None => runtime()?.block_on(path::run(cli.path)),
         Some(Command::Path(args)) => runtime()?.block_on(path::run(args)),
         Some(Command::Audio(args)) => audio::run(args),
+        // Pins itself to a core before any thread starts, then builds its own runtime.
+        Some(Command::Load(args)) => load::run(args),
         // These set the process environment for PulseAudio before any thread starts, then
         // build their own runtime.
         Some(Command::Scenario(args)) => scenario::run(args),
