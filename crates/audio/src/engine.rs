@@ -46,14 +46,14 @@ pub const ENGINE_SLOTS: usize = 8;
 /// device never runs dry between two wake-ups of the worker, and no more.
 pub const PLAYOUT_LOW_WATER: usize = SAMPLE_RATE as usize / 50;
 
+/// How far ahead of the wall clock (since the speaker opened) the mix may run: 40 ms.
+pub const PLAYOUT_AHEAD: usize = 2 * FRAME_SAMPLES;
+
+/// The speaker ring is never filled past this (200 ms), whatever the wall clock says.
+pub const PLAYOUT_HIGH_WATER: usize = SAMPLE_RATE as usize / 5;
+
 /// How often the worker wakes to look at its rings.
 pub const WAKE_EVERY: Duration = Duration::from_millis(4);
-
-/// How often a worker with no device and no packets wakes (to take commands).
-const IDLE_WAKE: Duration = Duration::from_millis(100);
-
-/// Packets count as flowing for this long after the last one.
-const IDLE_AFTER_US: u64 = 2_000_000;
 
 /// What the worker writes to the speaker ring at a time (10 ms).
 const BLOCK: usize = FRAME_SAMPLES / 2;
@@ -393,8 +393,9 @@ struct Worker {
     /// Frames mixed by the stand-in tick (no speaker), counted from `virtual_start`.
     virtual_played: u64,
     virtual_start: u64,
-    /// When the last packet arrived (engine clock, µs).
-    last_packet_us: u64,
+    /// When the speaker ring was attached, and the samples written to it since.
+    playback_since_us: u64,
+    produced: u64,
 }
 
 impl Worker {
@@ -431,7 +432,8 @@ impl Worker {
             mix_used: FRAME_SAMPLES,
             virtual_played: 0,
             virtual_start: 0,
-            last_packet_us: 0,
+            playback_since_us: 0,
+            produced: 0,
         })
     }
 
@@ -442,20 +444,7 @@ impl Worker {
     fn run(&mut self) {
         while self.shared.running.load(Ordering::Relaxed) {
             self.turn();
-            std::thread::sleep(self.next_wake());
-        }
-    }
-
-    /// With a device open, every [`WAKE_EVERY`]; with none, only as often as the stand-in
-    /// tick needs while packets come, and rarely while nothing happens at all (an app that is
-    /// in no space should cost nothing).
-    fn next_wake(&self) -> Duration {
-        if self.capture.is_some() || self.playback.is_some() {
-            WAKE_EVERY
-        } else if self.now_us().saturating_sub(self.last_packet_us) < IDLE_AFTER_US {
-            Duration::from_millis(20)
-        } else {
-            IDLE_WAKE
+            std::thread::sleep(WAKE_EVERY);
         }
     }
 
@@ -465,7 +454,6 @@ impl Worker {
             self.apply(cmd);
         }
         while let Ok(p) = self.packets.pop() {
-            self.last_packet_us = p.arrival_us;
             if let Some(jb) = self.jitter.get_mut(usize::from(p.slot)) {
                 let len = usize::from(p.len).min(MAX_PACKET_BYTES);
                 jb.push(p.seq, p.timestamp, &p.payload[..len], p.arrival_us);
@@ -484,6 +472,8 @@ impl Worker {
                 self.input_peak = 0.0;
             }
             Command::Playback(ring) => {
+                self.playback_since_us = self.now_us();
+                self.produced = 0;
                 if ring.is_none() {
                     // The space is over: its slots' figures are no one's any more.
                     self.heard = [false; ENGINE_SLOTS];
@@ -568,12 +558,29 @@ impl Worker {
     /// a 20 ms clock says are due).
     fn playout(&mut self) {
         if self.playback.is_some() {
+            let elapsed = self.now_us().saturating_sub(self.playback_since_us);
+            let due = elapsed * u64::from(SAMPLE_RATE) / 1_000_000;
             loop {
                 let Some(ring) = self.playback.as_mut() else {
                     return;
                 };
                 let queued = ring.buffer().capacity() - ring.slots();
-                if queued >= PLAYOUT_LOW_WATER || ring.slots() < BLOCK {
+                if queued >= PLAYOUT_HIGH_WATER {
+                    // A device slower than the wall clock: forget the deficit rather than
+                    // let the ring grow.
+                    self.produced = self.produced.max(due);
+                }
+                // Mix when the device runs low (its clock asks), and in any case at the wall
+                // clock's pace: a device that takes audio in large, rare bursts (a sound server
+                // with a deep buffer) must still find everything the network brought, or the
+                // jitter buffers back up and drop it.
+                // And never faster than the wall clock allows (plus a little ahead): a sound
+                // server filling its own deep buffer drains as fast as it is fed, and mixing at
+                // that pace would run every jitter buffer dry.
+                let low = queued < PLAYOUT_LOW_WATER;
+                let behind = self.produced + BLOCK as u64 <= due && queued < PLAYOUT_HIGH_WATER;
+                let ahead = self.produced + BLOCK as u64 > due + PLAYOUT_AHEAD as u64;
+                if !(low || behind) || ahead || ring.slots() < BLOCK {
                     return;
                 }
                 if self.mix_used >= FRAME_SAMPLES {
@@ -587,6 +594,7 @@ impl Worker {
                     chunk.fill_from_iter(block.iter().copied());
                 }
                 self.mix_used += BLOCK;
+                self.produced += BLOCK as u64;
                 let queued = (queued + BLOCK) as u32;
                 self.shared.playout_queued.store(queued, Ordering::Relaxed);
             }
