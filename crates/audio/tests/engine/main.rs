@@ -36,6 +36,18 @@ fn amplitude(x: &[f32], freq: f32) -> f32 {
     2.0 * power.max(0.0).sqrt() / x.len() as f32
 }
 
+/// The typical amplitude of `freq` over `x`: the median over quarter seconds, so a moment lost
+/// to a starved test machine does not decide, while a wrong mix (a speaker missing, muted or
+/// at the wrong gain) does.
+fn typical_amplitude(x: &[f32], freq: f32) -> f32 {
+    let mut v: Vec<f32> = x.chunks_exact(12_000).map(|c| amplitude(c, freq)).collect();
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The engine tests stand in for a sound card with real-time threads: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 fn no_processing() -> VoiceConfig {
     VoiceConfig {
         high_pass: false,
@@ -114,14 +126,18 @@ fn play(
 
 #[test]
 fn the_device_hears_every_speaker_mixed_at_our_volume() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let engine = AudioEngine::start(no_processing()).unwrap();
     let ada = packets(440.0, 2.0);
     let bob = packets(1000.0, 2.0);
     let out = play(&engine, &[(0, ada), (3, bob.clone())], 0, 2.4);
 
     // The middle second: both speakers, each at the level sent, and never a clipped sample.
-    let middle = &out[36_000..84_000];
-    let (a, b) = (amplitude(middle, 440.0), amplitude(middle, 1000.0));
+    let middle = &out[24_000..96_000];
+    let (a, b) = (
+        typical_amplitude(middle, 440.0),
+        typical_amplitude(middle, 1000.0),
+    );
     assert!((0.2..0.36).contains(&a), "Ada's tone at {a}");
     assert!((0.2..0.36).contains(&b), "Bob's tone at {b}");
     let peak = out.iter().fold(0f32, |m, s| m.max(s.abs()));
@@ -146,14 +162,18 @@ fn the_device_hears_every_speaker_mixed_at_our_volume() {
     engine.set_gain(0, 2.0);
     let ada = packets(440.0, 2.0);
     let out = play(&engine, &[(0, ada), (3, bob)], 120, 2.4);
-    let middle = &out[36_000..84_000];
-    let (a, b) = (amplitude(middle, 440.0), amplitude(middle, 1000.0));
+    let middle = &out[24_000..96_000];
+    let (a, b) = (
+        typical_amplitude(middle, 440.0),
+        typical_amplitude(middle, 1000.0),
+    );
     assert!((0.45..0.7).contains(&a), "Ada doubled is at {a}");
     assert!(b < 0.01, "Bob muted is at {b}");
 }
 
 #[test]
 fn two_loud_speakers_are_limited_not_clipped() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let engine = AudioEngine::start(no_processing()).unwrap();
     for slot in 0..2 {
         engine.set_gain(slot, 4.0);
@@ -171,6 +191,7 @@ fn two_loud_speakers_are_limited_not_clipped() {
 
 #[test]
 fn what_the_microphone_hears_goes_out_as_one_packet_per_frame() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let engine = AudioEngine::start(no_processing()).unwrap();
     let sent: Arc<Mutex<Vec<Option<Vec<u8>>>>> = Arc::default();
     let sink_sent = Arc::clone(&sent);
