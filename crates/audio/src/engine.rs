@@ -15,6 +15,8 @@
 //!   builds up between the network and the speaker. Without a speaker (it failed to open, or a
 //!   headless client) a 20 ms wall-clock tick stands in for the device, so levels and
 //!   statistics still work.
+//! - **Idle**: with no device, no sink and no packet for [`PARK_AFTER`], the worker parks
+//!   instead of waking every [`WAKE_EVERY`]; a command or a packet unparks it at once.
 //! - Packets come in through a lock-free ring written by tokio ([`AudioEngine::push_packet`]),
 //!   stamped with their arrival time on the engine's clock.
 //!
@@ -54,6 +56,14 @@ pub const PLAYOUT_HIGH_WATER: usize = SAMPLE_RATE as usize / 5;
 
 /// How often the worker wakes to look at its rings.
 pub const WAKE_EVERY: Duration = Duration::from_millis(4);
+
+/// With no device, no sink and no packet for [`PARK_AFTER`], the worker parks for this long
+/// at a time instead (a command or a packet unparks it at once): an app that is not in a space
+/// costs nothing.
+pub const PARK_FOR: Duration = Duration::from_millis(500);
+
+/// How long after the last received packet the worker may park.
+pub const PARK_AFTER: Duration = Duration::from_secs(3);
 
 /// What the worker writes to the speaker ring at a time (10 ms).
 const BLOCK: usize = FRAME_SAMPLES / 2;
@@ -160,6 +170,8 @@ pub struct AudioEngine {
     commands: Mutex<Producer<Command>>,
     packets: Mutex<Producer<InPacket>>,
     thread: Option<JoinHandle<()>>,
+    /// The worker, to unpark it when it idles.
+    worker: std::thread::Thread,
 }
 
 impl std::fmt::Debug for AudioEngine {
@@ -207,6 +219,7 @@ impl AudioEngine {
             shared,
             commands: Mutex::new(commands),
             packets: Mutex::new(packets),
+            worker: thread.thread().clone(),
             thread: Some(thread),
         })
     }
@@ -218,7 +231,10 @@ impl AudioEngine {
         // wake-up) only makes us wait that long.
         for _ in 0..500 {
             match tx.push(cmd) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.worker.unpark();
+                    return;
+                }
                 Err(rtrb::PushError::Full(c)) => {
                     cmd = c;
                     if !self.shared.running.load(Ordering::Relaxed) {
@@ -302,6 +318,7 @@ impl AudioEngine {
         if lock(&self.packets).push(packet).is_err() {
             self.shared.packets_dropped.fetch_add(1, Ordering::Relaxed);
         }
+        self.worker.unpark();
     }
 
     /// Each receive slot's loudness (RMS of what it played over the last 40 ms, before our
@@ -355,6 +372,7 @@ impl AudioEngine {
 impl Drop for AudioEngine {
     fn drop(&mut self) {
         self.shared.running.store(false, Ordering::Relaxed);
+        self.worker.unpark();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -396,6 +414,9 @@ struct Worker {
     /// When the speaker ring was attached, and the samples written to it since.
     playback_since_us: u64,
     produced: u64,
+    /// When the last packet arrived (engine clock), and whether the worker parked last time.
+    last_packet_us: u64,
+    idle: bool,
 }
 
 impl Worker {
@@ -434,6 +455,8 @@ impl Worker {
             virtual_start: 0,
             playback_since_us: 0,
             produced: 0,
+            last_packet_us: 0,
+            idle: false,
         })
     }
 
@@ -444,8 +467,21 @@ impl Worker {
     fn run(&mut self) {
         while self.shared.running.load(Ordering::Relaxed) {
             self.turn();
-            std::thread::sleep(WAKE_EVERY);
+            if self.is_idle() {
+                self.idle = true;
+                std::thread::park_timeout(PARK_FOR);
+            } else {
+                std::thread::sleep(WAKE_EVERY);
+            }
         }
+    }
+
+    /// Nothing to capture, play or send, and nothing received for a while.
+    fn is_idle(&self) -> bool {
+        self.capture.is_none()
+            && self.playback.is_none()
+            && self.sink.is_none()
+            && self.now_us().saturating_sub(self.last_packet_us) >= PARK_AFTER.as_micros() as u64
     }
 
     /// One wake-up: commands, packets, microphone, speaker.
@@ -453,7 +489,14 @@ impl Worker {
         while let Ok(cmd) = self.commands.pop() {
             self.apply(cmd);
         }
+        if self.idle {
+            // Back from parking: the stand-in tick starts afresh rather than catching up.
+            self.idle = false;
+            self.virtual_start = self.now_us();
+            self.virtual_played = 0;
+        }
         while let Ok(p) = self.packets.pop() {
+            self.last_packet_us = p.arrival_us;
             if let Some(jb) = self.jitter.get_mut(usize::from(p.slot)) {
                 let len = usize::from(p.len).min(MAX_PACKET_BYTES);
                 jb.push(p.seq, p.timestamp, &p.payload[..len], p.arrival_us);

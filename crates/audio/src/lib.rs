@@ -36,8 +36,8 @@ pub use device::{
 };
 pub use device::{Direction, StreamHealth};
 pub use engine::{
-    AudioEngine, ENGINE_SLOTS, EngineStats, Outgoing, PLAYOUT_AHEAD, PLAYOUT_HIGH_WATER,
-    PLAYOUT_LOW_WATER, SendSink, WAKE_EVERY,
+    AudioEngine, ENGINE_SLOTS, EngineStats, Outgoing, PARK_AFTER, PARK_FOR, PLAYOUT_AHEAD,
+    PLAYOUT_HIGH_WATER, PLAYOUT_LOW_WATER, SendSink, WAKE_EVERY,
 };
 pub use error::AudioError;
 pub use feed::{DEFAULT_CUSHION, SpeakerFeed, TRIM_ANY_ABOVE, TRIM_QUIET_ABOVE};

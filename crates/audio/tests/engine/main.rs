@@ -250,3 +250,58 @@ fn wait_for(mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The voluntary context switches of the worker thread so far: how often it went to sleep.
+fn worker_wakeups() -> u64 {
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "confab-audio" {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+            .unwrap();
+        return line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    }
+    panic!("no confab-audio thread");
+}
+
+#[test]
+fn an_engine_with_nothing_to_do_sleeps_and_a_packet_wakes_it() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let engine = AudioEngine::start(no_processing()).unwrap();
+    // No device, no sink, no packet: after PARK_AFTER it parks.
+    std::thread::sleep(confab_audio::PARK_AFTER + Duration::from_millis(600));
+    let before = worker_wakeups();
+    std::thread::sleep(Duration::from_secs(2));
+    let slept = worker_wakeups() - before;
+    // Awake it sleeps every 4 ms: 500 times in 2 s. Parked, a few times.
+    assert!(
+        slept <= 12,
+        "the idle worker went to sleep {slept} times in 2 s"
+    );
+
+    // A packet wakes it, and the speaker is heard (on the stand-in tick: no device).
+    let tone = packets(440.0, 1.5);
+    let start = Instant::now();
+    let mut heard = 0.0f32;
+    for (n, payload) in tone.iter().enumerate() {
+        let at = start + Duration::from_millis(20 * n as u64);
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        engine.push_packet(
+            0,
+            n as u16,
+            (n * FRAME_SAMPLES) as u32,
+            payload,
+            Instant::now(),
+        );
+        heard = heard.max(engine.slot_levels()[0]);
+    }
+    assert!(
+        heard > 0.1,
+        "the speaker was not played after idling: level {heard}"
+    );
+}
