@@ -8,8 +8,13 @@
 //! - **Timing.** For every packet it notes the transit time `arrival - timestamp` (RFC 3550's
 //!   relative transit; the two clocks need not agree). Over the last [`JITTER_WINDOW`] packets,
 //!   the fastest transit is the *base* and the 95th percentile above it is the jitter. A frame
-//!   stamped `ts` is due at `ts + base + target`, where the target delay is that jitter plus one
-//!   frame (the tick's granularity), clamped to [[`MIN_TARGET_DELAY`], [`MAX_TARGET_DELAY`]].
+//!   stamped `ts` is due at `ts + base + target`, where the target delay is that jitter plus a
+//!   margin, clamped to [[`MIN_TARGET_DELAY`], [`MAX_TARGET_DELAY`]]. The margin is 5 ms on a
+//!   clean network, and a whole frame while packets have been lost in the last
+//!   [`LOSS_MEMORY`]: a lost packet's successor, which carries its in-band FEC, must then be
+//!   buffered when the lost one is due. (The delay is measured when a packet is decoded, which
+//!   is when it must be there; ticks come every frame, so the delay settles anywhere up to a
+//!   frame above the target.)
 //! - **Grow fast.** The target jumps up as soon as the percentile does, and the playout delay
 //!   follows at once: when the frame due is missing and the delay is below target, the buffer
 //!   waits (plays one concealed frame without advancing), so late packets still make it.
@@ -17,7 +22,7 @@
 //!   The playout delay follows only where a listener does not notice: a pause (DTX) ends when
 //!   its next packet is due by the *current* target, so the comfort noise is simply shorter; in
 //!   continuous speech one near-silent decoded frame (a gap between words) is dropped at most
-//!   every [`SHRINK_INTERVAL`], once the delay exceeds the target by a frame plus 10 ms of
+//!   every [`SHRINK_INTERVAL`], once the delay exceeds the target by a frame plus 2 ms of
 //!   hysteresis. Only when the excess is large ([`FORCE_SHRINK_EXCESS`]) does
 //!   it drop a loud frame, at most once a second. Time-stretching would be smoother; dropping a
 //!   silent frame costs nothing and needs no DSP.
@@ -107,8 +112,15 @@ const QUIET_RMS: f32 = 0.01;
 const FRAME_US: i64 = 20_000;
 
 /// The delay must exceed the target by a frame plus this before a frame is dropped, so that a
-/// target wobbling by a few milliseconds never costs a frame.
-const SHRINK_HYSTERESIS_US: i64 = 10_000;
+/// target wobbling by a millisecond never costs a frame.
+const SHRINK_HYSTERESIS_US: i64 = 2_000;
+
+/// Above the jitter's 95th percentile, the target keeps this much on a network that has lost
+/// nothing for [`LOSS_MEMORY`], and a frame (for FEC) on one that has.
+const CLEAN_MARGIN_US: i64 = 5_000;
+
+/// How long after a loss the target keeps a frame of margin for FEC.
+pub const LOSS_MEMORY: Duration = Duration::from_secs(10);
 
 /// What one pulled frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +247,8 @@ pub struct JitterBuffer {
     underrun_run: u32,
     last_shrink_us: i64,
     last_forced_shrink_us: i64,
+    /// When a packet was last found missing.
+    last_loss_us: i64,
     /// Decoded samples not yet pulled: `carry[..carry_len]`.
     carry: Box<[f32]>,
     carry_len: usize,
@@ -312,6 +326,7 @@ impl JitterBuffer {
             underrun_run: 0,
             last_shrink_us: i64::MIN / 2,
             last_forced_shrink_us: i64::MIN / 2,
+            last_loss_us: i64::MIN / 2,
             carry: vec![0.0; MAX_PACKET_SAMPLES + FRAME_SAMPLES].into_boxed_slice(),
             carry_len: 0,
             carry_kind: FrameKind::Silence,
@@ -615,7 +630,7 @@ impl JitterBuffer {
             None => None,
         };
         self.remove_front();
-        self.settle_gap(seq);
+        self.settle_gap(seq, now);
         self.last_seq = seq;
         self.underrun_run = 0;
         let samples = match decoded {
@@ -658,8 +673,11 @@ impl JitterBuffer {
     }
 
     /// The packet `seq` plays: count what the gap since the last one was.
-    fn settle_gap(&mut self, seq: i64) {
+    fn settle_gap(&mut self, seq: i64, now: i64) {
         let missing = (seq - self.last_seq - 1).clamp(0, MAX_SEQ_JUMP) as u64;
+        if missing > 0 {
+            self.last_loss_us = now;
+        }
         self.stats.lost += missing.saturating_sub(self.gap_fec);
         // The frames concealed while nothing was buffered: a pause if no packet is missing.
         if missing == 0 {
@@ -758,8 +776,13 @@ impl JitterBuffer {
         let (_, p95, _) = window.select_nth_unstable(rank);
         let jitter = p95.saturating_sub(base);
         self.base_us = base;
+        let margin = if now.saturating_sub(self.last_loss_us) < duration_us(LOSS_MEMORY) {
+            FRAME_US
+        } else {
+            CLEAN_MARGIN_US
+        };
         let wanted = jitter
-            .saturating_add(FRAME_US)
+            .saturating_add(margin)
             .clamp(duration_us(MIN_TARGET_DELAY), duration_us(MAX_TARGET_DELAY));
         let elapsed = self
             .target_updated_us
@@ -1172,6 +1195,75 @@ mod tests {
             .find(|(p, _)| p.kind == FrameKind::Decoded);
         let last = last.expect("audio").0.timestamp;
         assert_eq!(last, 0x9000_0000u32.wrapping_add(59 * 960));
+    }
+
+    #[test]
+    fn the_target_keeps_a_frame_for_fec_only_while_packets_are_being_lost() {
+        // 0-30 ms of jitter, uniform. On a clean network the target is the jitter's 95th
+        // percentile plus 5 ms; a loss adds a frame, so that the next lost packet's successor
+        // (which carries its FEC) is there in time; ten seconds without loss give it back.
+        const PACKETS: usize = 1300;
+        let packets = speech_packets(PACKETS);
+        let mut rng = SplitMix(7);
+        let jitter_us: Vec<u64> = (0..PACKETS).map(|_| rng.next_u64() % 30_000).collect();
+        let p95 = {
+            let mut sorted = jitter_us[..200].to_vec();
+            sorted.sort_unstable();
+            Duration::from_micros(sorted[190] - sorted[0])
+        };
+        let fec_after = |from: usize| {
+            (from..from + 50)
+                .find(|&i| packet_has_fec(&packets[i + 1]))
+                .expect("speech packets carry FEC")
+        };
+        let (first, second) = (fec_after(300), fec_after(400));
+        let mut arrivals: Vec<Arrival> = (0..PACKETS)
+            .filter(|&i| i != first && i != second)
+            .map(|i| {
+                let mut a = arrival(&packets, i, 0, 0, 5);
+                a.at_us += jitter_us[i];
+                a
+            })
+            .collect();
+        arrivals.sort_by_key(|a| a.at_us);
+        let mut arrivals = arrivals.into_iter().peekable();
+        let mut jb = JitterBuffer::new().unwrap();
+        let mut out = vec![0.0; FRAME_SAMPLES];
+        let mut stats_at = Vec::new();
+        for tick in 0..PACKETS as u64 + 10 {
+            let now = tick * 20_000;
+            while let Some(a) = arrivals.next_if(|a| a.at_us <= now) {
+                jb.push(a.seq, a.ts, &a.payload, a.at_us);
+            }
+            jb.pull(now, &mut out);
+            stats_at.push(jb.stats());
+        }
+        let near = |t: Duration, want: Duration, slack_ms: u64| {
+            t + Duration::from_millis(3) >= want && t <= want + Duration::from_millis(slack_ms)
+        };
+        let clean = &stats_at[first - 10];
+        assert!(
+            near(clean.target_delay, p95 + Duration::from_millis(5), 6),
+            "clean: p95 {p95:?}, {clean:?}"
+        );
+        let lossy = &stats_at[first + 20];
+        assert!(
+            near(lossy.target_delay, p95 + Duration::from_millis(20), 6),
+            "after a loss: p95 {p95:?}, {lossy:?}"
+        );
+        let after_second = &stats_at[second + 20];
+        assert!(after_second.fec_recovered >= 1, "{after_second:?}");
+        assert_eq!(
+            after_second.lost + after_second.fec_recovered,
+            2,
+            "{after_second:?}"
+        );
+        let end = stats_at.last().unwrap();
+        assert!(
+            near(end.target_delay, p95 + Duration::from_millis(5), 6),
+            "ten seconds later: p95 {p95:?}, {end:?}"
+        );
+        assert!(end.late * 50 < PACKETS as u64, "{end:?}");
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub use error::AudioError;
 pub use feed::{DEFAULT_CUSHION, SpeakerFeed, TRIM_ANY_ABOVE, TRIM_QUIET_ABOVE};
 pub use jitter::{
     FORCE_SHRINK_EXCESS, FrameKind, IDLE_AFTER, INITIAL_TARGET_DELAY, JITTER_WINDOW, JitterBuffer,
-    JitterStats, MAX_PACKETS, MAX_TARGET_DELAY, MIN_TARGET_DELAY, Pulled, SHRINK_INTERVAL,
-    TARGET_DECAY_PER_SECOND,
+    JitterStats, LOSS_MEMORY, MAX_PACKETS, MAX_TARGET_DELAY, MIN_TARGET_DELAY, Pulled,
+    SHRINK_INTERVAL, TARGET_DECAY_PER_SECOND,
 };
 pub use mixer::{LIMIT_KNEE, MAX_GAIN, MIX_QUEUE, MIX_SLOTS, MixStats, Mixer};
 pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
