@@ -252,8 +252,34 @@ impl fmt::Debug for Playback {
     }
 }
 
+/// Runs `open` on a short-lived thread called `name`. The threads cpal and its sound-server
+/// client start for a stream inherit their creator's name, so in `top -H` or a profile the
+/// device layer shows as `confab-mic` / `confab-speaker` instead of passing for whatever thread
+/// opened the device (a tokio worker, usually).
+fn on_named_thread<T: Send>(
+    name: &str,
+    open: impl FnOnce() -> Result<T, AudioError> + Send,
+) -> Result<T, AudioError> {
+    std::thread::scope(|scope| {
+        let opener = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn_scoped(scope, open)
+            .map_err(|e| AudioError::Worker(e.to_string()))?;
+        opener
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Opens capture through cpal's default host: [`CpalBackend`]'s implementation.
 pub(crate) fn open_capture(
+    policy: RatePolicy,
+    device: Option<&str>,
+) -> Result<(Capture, Consumer<f32>), AudioError> {
+    on_named_thread("confab-mic", || open_capture_here(policy, device))
+}
+
+fn open_capture_here(
     policy: RatePolicy,
     device: Option<&str>,
 ) -> Result<(Capture, Consumer<f32>), AudioError> {
@@ -282,6 +308,13 @@ pub(crate) fn open_capture(
 
 /// Opens playback through cpal's default host: [`CpalBackend`]'s implementation.
 pub(crate) fn open_playback(
+    policy: RatePolicy,
+    device: Option<&str>,
+) -> Result<(Playback, Producer<f32>), AudioError> {
+    on_named_thread("confab-speaker", || open_playback_here(policy, device))
+}
+
+fn open_playback_here(
     policy: RatePolicy,
     device: Option<&str>,
 ) -> Result<(Playback, Producer<f32>), AudioError> {
