@@ -122,10 +122,10 @@ impl Capture {
     /// Opens the input device with this id or description (`None`: the system default) and
     /// starts it, delivering 48 kHz mono (converted if the device does not offer 48 kHz).
     /// Reading the returned ring is up to the caller; while it is full, new audio is dropped
-    /// and counted in [`Capture::overruns`]. Shorthand for [`CpalBackend`]'s
-    /// [`AudioBackend::open_capture`].
+    /// and counted in [`Capture::overruns`]. Shorthand for the system backend's
+    /// [`AudioBackend::open_capture`] (see [`crate::system_backend`]).
     pub fn start(device: Option<&str>) -> Result<(Capture, Consumer<f32>), AudioError> {
-        CpalBackend::new().open_capture(device)
+        crate::system_backend().open_capture(device)
     }
 
     /// A handle over a stream some [`AudioBackend`] started: `stream` is kept alive (and
@@ -197,10 +197,10 @@ impl Playback {
     /// Opens the output device with this id or description (`None`: the system default) and
     /// starts it, taking 48 kHz mono (converted if the device does not offer 48 kHz). The ring
     /// starts with 20 ms of silence so that the first callback does not underrun while the
-    /// caller begins to fill it. Shorthand for [`CpalBackend`]'s
-    /// [`AudioBackend::open_playback`].
+    /// caller begins to fill it. Shorthand for the system backend's
+    /// [`AudioBackend::open_playback`] (see [`crate::system_backend`]).
     pub fn start(device: Option<&str>) -> Result<(Playback, Producer<f32>), AudioError> {
-        CpalBackend::new().open_playback(device)
+        crate::system_backend().open_playback(device)
     }
 
     /// A handle over a stream some [`AudioBackend`] started: `stream` is kept alive (and
@@ -382,6 +382,12 @@ fn describe(device: &cpal::Device) -> Option<DeviceInfo> {
         .map(|d| d.name().to_owned())
         .unwrap_or_else(|_| id.clone());
     Some(DeviceInfo { id, description })
+}
+
+/// The id of the system's default device in that direction.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn default_id(direction: Direction) -> Result<String, AudioError> {
+    find_device(&cpal::default_host(), direction, None).map(|(_, info)| info.id)
 }
 
 fn find_device(

@@ -21,12 +21,30 @@ mod error;
 mod feed;
 mod jitter;
 mod mixer;
+#[cfg(target_os = "linux")]
+mod pulse;
 mod rate;
 mod stream;
 mod voice;
 mod wav;
 
 pub use backend::{AudioBackend, CpalBackend, RatePolicy};
+#[cfg(target_os = "linux")]
+pub use pulse::PulseBackend;
+
+/// The backend [`Capture::start`] and [`Playback::start`] use: on Linux, streams through
+/// libpulse ([`PulseBackend`], which falls back to cpal when no PulseAudio server answers);
+/// elsewhere cpal.
+pub fn system_backend() -> Box<dyn AudioBackend> {
+    #[cfg(target_os = "linux")]
+    {
+        Box::new(PulseBackend::new())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Box::new(CpalBackend::new())
+    }
+}
 pub use codec::{Decoder, Encoded, Encoder, EncoderConfig, packet_has_fec};
 #[cfg(feature = "test-support")]
 pub use device::callbacks;
