@@ -414,6 +414,11 @@ struct Worker {
     /// When the speaker ring was attached, and the samples written to it since.
     playback_since_us: u64,
     produced: u64,
+    /// Whether the speaker has taken audio from its ring yet, and how much the ring held
+    /// when it was attached (the device's pre-fill).
+    device_started: bool,
+    queued_at_attach: usize,
+    written_before_start: usize,
     /// When the last packet arrived (engine clock), and whether the worker parked last time.
     last_packet_us: u64,
     idle: bool,
@@ -455,6 +460,9 @@ impl Worker {
             virtual_start: 0,
             playback_since_us: 0,
             produced: 0,
+            device_started: false,
+            queued_at_attach: 0,
+            written_before_start: 0,
             last_packet_us: 0,
             idle: false,
         })
@@ -517,6 +525,11 @@ impl Worker {
             Command::Playback(ring) => {
                 self.playback_since_us = self.now_us();
                 self.produced = 0;
+                self.device_started = false;
+                self.written_before_start = 0;
+                self.queued_at_attach = ring
+                    .as_ref()
+                    .map_or(0, |r| r.buffer().capacity() - r.slots());
                 if ring.is_none() {
                     // The space is over: its slots' figures are no one's any more.
                     self.heard = [false; ENGINE_SLOTS];
@@ -600,6 +613,19 @@ impl Worker {
     /// Tops the speaker ring up to the low-water mark (or, with no speaker, mixes the frames
     /// a 20 ms clock says are due).
     fn playout(&mut self) {
+        if let Some(ring) = self.playback.as_ref()
+            && !self.device_started
+        {
+            // The wall clock starts when the device first takes audio: a stream that takes a
+            // while to start must not find the ring filled for the time it was not playing
+            // (the ring would then stay that deep, and late, for as long as it plays).
+            let queued = ring.buffer().capacity() - ring.slots();
+            if queued < self.queued_at_attach + self.written_before_start {
+                self.device_started = true;
+                self.playback_since_us = self.now_us();
+                self.produced = 0;
+            }
+        }
         if self.playback.is_some() {
             let elapsed = self.now_us().saturating_sub(self.playback_since_us);
             let due = elapsed * u64::from(SAMPLE_RATE) / 1_000_000;
@@ -621,7 +647,9 @@ impl Worker {
                 // server filling its own deep buffer drains as fast as it is fed, and mixing at
                 // that pace would run every jitter buffer dry.
                 let low = queued < PLAYOUT_LOW_WATER;
-                let behind = self.produced + BLOCK as u64 <= due && queued < PLAYOUT_HIGH_WATER;
+                let behind = self.device_started
+                    && self.produced + BLOCK as u64 <= due
+                    && queued < PLAYOUT_HIGH_WATER;
                 let ahead = self.produced + BLOCK as u64 > due + PLAYOUT_AHEAD as u64;
                 if !(low || behind) || ahead || ring.slots() < BLOCK {
                     return;
@@ -638,6 +666,9 @@ impl Worker {
                 }
                 self.mix_used += BLOCK;
                 self.produced += BLOCK as u64;
+                if !self.device_started {
+                    self.written_before_start += BLOCK;
+                }
                 let queued = (queued + BLOCK) as u32;
                 self.shared.playout_queued.store(queued, Ordering::Relaxed);
             }
