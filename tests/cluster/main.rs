@@ -15,8 +15,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use confab_audio::FRAME_SAMPLES;
-use confab_client::{Client, ClientConfig, Event, Streams};
-use confab_proto::{SpaceId, SpaceSummary};
+use confab_client::{Client, ClientConfig, ClientError, Event, Streams};
+use confab_proto::{ClientMsg, ErrorCode, ServerMsg, SpaceId, SpaceSummary};
 use confab_server::{ClusterConfig, ClusterStats, ServerConfig, ServerHandle};
 use confab_tests::within;
 use tokio::sync::Mutex;
@@ -233,6 +233,44 @@ async fn a_listener_on_node_b_hears_a_host_on_node_a_through_b_restarting() {
     );
     let stats_a = a.cluster_stats().unwrap();
     assert_eq!(stats_a.relays_out, 1, "{stats_a:?}");
+
+    // Requests from B are decided on A, by A's room (node B has no room core for the space): a
+    // listener may not end the space, and a signed-out one may not raise a hand.
+    let refused = bob.end().await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            ClientError::Server {
+                code: ErrorCode::NotAllowed,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    bob.stage(ClientMsg::RaiseHand).await.unwrap();
+    within(10, "bob's raised hand to be refused", async {
+        loop {
+            match bob_streams.events.recv().await {
+                Some(Event::ServerError { code, .. }) => {
+                    assert_eq!(code, ErrorCode::SignInRequired);
+                    return;
+                }
+                Some(e @ (Event::Ended { .. } | Event::Disconnected { .. })) => {
+                    panic!("bob was cut off: {e:?}")
+                }
+                None => panic!("bob's events ended"),
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    let seen = host_still_live(&mut host_streams);
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::Stage(ServerMsg::HandQueue { .. }))),
+        "a refused hand reached the host: {seen:?}"
+    );
 
     // (2) Node B restarts with the same config. Its listener is cut off; the space on A goes on.
     b.shutdown().await;
