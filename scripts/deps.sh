@@ -18,9 +18,10 @@ build_pkgs=(build-essential pkg-config cmake libssl-dev libasound2-dev libpulse-
 # screenshots are drawn (every desktop has one; a bare server does not). For the audio benchmark
 # (scripts/bench-audio.sh): espeak-ng speaks its PESQ speech, iproute2 and iptables make its
 # impaired network (this kernel has no netem: NFQUEUE instead), python3-venv holds PESQ.
+# nats-server is the bus the multi-node test (tests/cluster) starts for its server nodes.
 test_pkgs=(pulseaudio pulseaudio-utils sox xvfb xauth dbus dbus-x11 dunst libnotify-bin imagemagick xdotool
   python3-dbus python3-gi python3-xlib webkit2gtk-driver gnome-keyring fonts-noto-color-emoji
-  espeak-ng iproute2 iptables python3-venv)
+  espeak-ng iproute2 iptables python3-venv nats-server)
 pkgs=("${build_pkgs[@]}")
 if [ "$what" = test ]; then pkgs+=("${test_pkgs[@]}"); fi
 

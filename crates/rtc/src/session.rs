@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -138,6 +139,8 @@ impl From<rtp::Packet> for RtpPacket {
 pub struct LocalAudio {
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
+    /// Counts the packets written, when someone asked to (see [`LocalAudio::count_sent`]).
+    sent: Option<Arc<AtomicU64>>,
 }
 
 impl LocalAudio {
@@ -161,7 +164,14 @@ impl LocalAudio {
         LocalAudio {
             track: Arc::new(TrackLocalStaticRTP::new(track)),
             ssrc,
+            sent: None,
         }
+    }
+
+    /// From now on, every packet written successfully on this track (and its clones made
+    /// afterwards) adds one to `counter`: a server's figure for what it sent where.
+    pub fn count_sent(&mut self, counter: Arc<AtomicU64>) {
+        self.sent = Some(counter);
     }
 
     /// Sends one Opus frame.
@@ -178,7 +188,11 @@ impl LocalAudio {
             },
             payload: packet.payload.clone(),
         };
-        self.track.write_rtp(pkt).await.map_err(RtcError::from)
+        self.track.write_rtp(pkt).await.map_err(RtcError::from)?;
+        if let Some(sent) = &self.sent {
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The SSRC this track sends with.

@@ -23,6 +23,32 @@ pub struct ServerConfig {
     pub media_ip: IpAddr,
     /// Limits and timers of every room.
     pub room: RoomConfig,
+    /// Other server nodes sharing rooms over a bus; `None` runs this server alone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How this server joins others so a room can span them (see the `cluster` module).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server carrying room events between nodes, e.g. `nats://127.0.0.1:4222`.
+    pub bus: String,
+    /// This node's name, unique in the cluster and stable across restarts: 1 to 64 of
+    /// `a-z`, `A-Z`, `0-9`, `-`, `_` (it is part of bus subjects).
+    pub node: String,
+}
+
+impl ClusterConfig {
+    /// Checks the node name, which other nodes use to address this one.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let ok = crate::cluster::valid_node(&self.node);
+        anyhow::ensure!(
+            ok,
+            "cluster node name {:?} must be 1 to 64 of a-z, A-Z, 0-9, '-' and '_'",
+            self.node
+        );
+        Ok(())
+    }
 }
 
 impl ServerConfig {
@@ -33,6 +59,7 @@ impl ServerConfig {
             data_dir,
             media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             room: RoomConfig::default(),
+            cluster: None,
         }
     }
 
@@ -67,6 +94,8 @@ pub struct FileConfig {
     pub max_cohosts: Option<usize>,
     /// Speakers per space besides the host and co-hosts (default 10).
     pub max_speakers: Option<usize>,
+    /// `[cluster]`: `bus` (a NATS URL) and `node` (this node's name).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl FileConfig {
@@ -100,6 +129,9 @@ impl FileConfig {
         if let Some(n) = self.max_speakers {
             config.room.max_speakers = n;
         }
+        if let Some(c) = &self.cluster {
+            config.cluster = Some(c.clone());
+        }
         config
     }
 }
@@ -119,5 +151,25 @@ mod tests {
             (2, 10)
         );
         assert!(toml::from_str::<FileConfig>("max_speaker = 4").is_err());
+    }
+
+    #[test]
+    fn the_cluster_section_is_optional_and_its_node_name_is_checked() {
+        let alone = FileConfig::default().apply(ServerConfig::new(PathBuf::from("/tmp/x")));
+        assert_eq!(alone.cluster, None);
+        let file: FileConfig =
+            toml::from_str("[cluster]\nbus = \"nats://127.0.0.1:4222\"\nnode = \"b-1\"\n").unwrap();
+        let config = file.apply(ServerConfig::new(PathBuf::from("/tmp/x")));
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.node, "b-1");
+        assert!(cluster.validate().is_ok());
+        for bad in ["", "a.b", "a*", "a>", "a b"] {
+            let c = ClusterConfig {
+                bus: cluster.bus.clone(),
+                node: bad.to_owned(),
+            };
+            assert!(c.validate().is_err(), "{bad:?}");
+        }
+        assert!(toml::from_str::<FileConfig>("[cluster]\nbus = \"x\"\n").is_err());
     }
 }

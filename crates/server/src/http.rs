@@ -66,6 +66,9 @@ async fn list_spaces(State(shared): State<Arc<Shared>>) -> Json<Vec<SpaceSummary
 /// The live spaces, busiest first.
 pub(crate) fn live_directory(shared: &Shared) -> Vec<SpaceSummary> {
     let mut spaces: Vec<SpaceSummary> = lock(&shared.directory).values().cloned().collect();
+    if let Some(cluster) = &shared.cluster {
+        spaces.extend(cluster.remote_spaces());
+    }
     spaces.sort_by(|a, b| {
         b.listeners
             .cmp(&a.listeners)

@@ -10,9 +10,14 @@
 //! file: after a restart every space is still known, and a live space whose host does not come
 //! back within the grace period is marked ended.
 //!
+//! With a `cluster` section in its config, several servers share rooms over a NATS bus: a room
+//! lives on the node where its host opened it, and listeners on other nodes hear it through one
+//! relay per node (see the `cluster` module). Without it, the server runs alone.
+//!
 //! Nothing that arrives from the network may panic the process or affect another room.
 
 pub mod accounts;
+mod cluster;
 mod config;
 mod db;
 mod http;
@@ -44,7 +49,8 @@ use confab_proto::{SpaceId, SpaceSummary};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{DEFAULT_PORT, FileConfig, ServerConfig};
+pub use cluster::ClusterStats;
+pub use config::{ClusterConfig, DEFAULT_PORT, FileConfig, ServerConfig};
 pub use db::{Db, SpaceRecord};
 
 /// State shared by every connection and room task.
@@ -61,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) directory_changed: watch::Sender<u64>,
     pub(crate) next_participant: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The bus to other nodes, when this server is one of several.
+    pub(crate) cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// A running server.
@@ -82,11 +90,19 @@ impl ServerHandle {
         format!("http://{}", self.addr)
     }
 
+    /// What this node relayed to and from other nodes; `None` when it runs alone.
+    pub fn cluster_stats(&self) -> Option<ClusterStats> {
+        self.shared.cluster.as_ref().map(|c| c.stats())
+    }
+
     /// Stops accepting, closes every connection and peer, and waits for the server task.
     /// Live spaces stay live in the database so their hosts can resume after a restart.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.shutdown().await;
+        }
         let rooms: Vec<room::RoomHandle> = self
             .shared
             .rooms
@@ -111,6 +127,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let cluster = match &config.cluster {
+        Some(c) => Some(Arc::new(cluster::Cluster::connect(c).await?)),
+        None => None,
+    };
+    // Participant ids must not collide between nodes sharing a room, nor across one node's
+    // restarts (the home may still hold the previous run's ids for a moment): a clustered node
+    // starts its counter at a random point below 2^52, far apart with overwhelming odds and
+    // still exact as a JavaScript number.
+    let first_participant = if cluster.is_some() {
+        rand::random_range((1u64 << 32)..(1u64 << 52))
+    } else {
+        1
+    };
     let shared = Arc::new(Shared {
         config,
         accounts: accounts::Accounts::new(Arc::clone(&db)),
@@ -120,10 +149,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         rooms: Mutex::new(HashMap::new()),
         directory: Mutex::new(HashMap::new()),
         directory_changed: watch::channel(0).0,
-        next_participant: AtomicU64::new(1),
+        next_participant: AtomicU64::new(first_participant),
         shutdown: shutdown_rx.clone(),
+        cluster,
     });
     room::restore_live_spaces(&shared).context("restoring live spaces")?;
+    if let Some(cluster) = &shared.cluster {
+        cluster.start(&shared).await?;
+    }
     let app = http::router(Arc::clone(&shared));
     let mut stop = shutdown_rx;
     let task = tokio::spawn(async move {

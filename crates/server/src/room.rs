@@ -62,6 +62,18 @@ pub(crate) enum RoomCmd {
         who: ParticipantId,
         audio: RemoteAudio,
     },
+    /// Another node's relay for this room is up: one track per receive slot, each carrying
+    /// what that slot carries to everyone here, once for all of that node's listeners.
+    RelayReady {
+        node: String,
+        id: u64,
+        slots: Vec<LocalAudio>,
+    },
+    /// That relay is gone (closed, failed, or replaced by a newer one from the same node).
+    RelayGone {
+        node: String,
+        id: u64,
+    },
     /// Server shutdown: stop without ending the space.
     Stop,
 }
@@ -109,6 +121,7 @@ pub(crate) fn spawn(
         slots: HashMap::new(),
         uplinks: HashMap::new(),
         slot_map: [None; RECV_SLOTS],
+        relays: HashMap::new(),
         ended: false,
     };
     if let Some((who, conn)) = host {
@@ -165,6 +178,8 @@ struct RoomActor {
     slots: HashMap<ParticipantId, Vec<LocalAudio>>,
     uplinks: HashMap<ParticipantId, Forwarder>,
     slot_map: [Option<ParticipantId>; RECV_SLOTS],
+    /// Other nodes' relays (see `cluster`), by node: `(relay id, slot tracks)`.
+    relays: HashMap<String, (u64, Vec<LocalAudio>)>,
     ended: bool,
 }
 
@@ -278,6 +293,20 @@ impl RoomActor {
             RoomCmd::Uplink { who, audio } => {
                 if self.room.role_of(who).is_some() {
                     self.uplinks.insert(who, Forwarder::spawn(who, audio));
+                    self.rewire();
+                }
+            }
+            RoomCmd::RelayReady { node, id, slots } => {
+                self.relays.insert(node, (id, slots));
+                self.rewire();
+            }
+            RoomCmd::RelayGone { node, id } => {
+                if self
+                    .relays
+                    .get(&node)
+                    .is_some_and(|(current, _)| *current == id)
+                {
+                    self.relays.remove(&node);
                     self.rewire();
                 }
             }
@@ -398,6 +427,7 @@ impl RoomActor {
         }
         self.uplinks.clear();
         self.slots.clear();
+        self.relays.clear();
     }
 
     fn send(&self, to: ParticipantId, msg: ServerMsg) {
@@ -446,6 +476,11 @@ impl RoomActor {
                     .iter()
                     .filter(|r| *r != who)
                     .filter_map(|r| self.slots.get(r).and_then(|s| s.get(slot)).cloned())
+                    .chain(
+                        self.relays
+                            .values()
+                            .filter_map(|(_, tracks)| tracks.get(slot).cloned()),
+                    )
                     .collect(),
                 None => Vec::new(),
             };

@@ -207,6 +207,59 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The room input a stage request from `who` stands for; `None` for messages that are not
+/// stage requests. (The cluster's home node maps requests relayed from other nodes the same way.)
+pub(crate) fn stage_input(who: ParticipantId, msg: ClientMsg) -> Option<confab_core::Input> {
+    use confab_core::Input;
+    Some(match msg {
+        ClientMsg::RaiseHand => Input::RaiseHand { who },
+        ClientMsg::LowerHand => Input::LowerHand { who },
+        ClientMsg::ApproveHand { participant } => Input::ApproveHand {
+            who,
+            target: participant,
+        },
+        ClientMsg::DismissHand { participant } => Input::DismissHand {
+            who,
+            target: participant,
+        },
+        ClientMsg::Invite { participant } => Input::Invite {
+            who,
+            target: participant,
+        },
+        ClientMsg::AcceptInvite => Input::AcceptInvite { who },
+        ClientMsg::DeclineInvite => Input::DeclineInvite { who },
+        ClientMsg::StepDown => Input::StepDown { who },
+        ClientMsg::MuteSelf => Input::MuteSelf { who },
+        ClientMsg::UnmuteSelf => Input::UnmuteSelf { who },
+        ClientMsg::Mute { participant } => Input::Mute {
+            who,
+            target: participant,
+        },
+        ClientMsg::MuteAll => Input::MuteAll { who },
+        ClientMsg::Remove { participant } => Input::Remove {
+            who,
+            target: participant,
+        },
+        ClientMsg::Block { participant } => Input::Block {
+            who,
+            target: participant,
+        },
+        ClientMsg::MakeCohost { participant } => Input::MakeCohost {
+            who,
+            target: participant,
+        },
+        ClientMsg::UnmakeCohost { participant } => Input::UnmakeCohost {
+            who,
+            target: participant,
+        },
+        ClientMsg::Pin { link } => Input::Pin { who, link },
+        ClientMsg::React { emoji } => Input::React { who, emoji },
+        ClientMsg::Chat { text } => Input::Chat { who, text },
+        ClientMsg::DeleteChat { id } => Input::DeleteChat { who, id },
+        _ => return None,
+    })
+}
+
 impl Conn {
     async fn handle_frame(&mut self, text: &str) -> Vec<ServerMsg> {
         let msg = match decode_client(text) {
@@ -257,59 +310,11 @@ impl Conn {
 
     /// A stage request: the room decides, by the sender's role, and tells everyone.
     async fn stage(&mut self, msg: ClientMsg) -> Vec<ServerMsg> {
-        use confab_core::Input;
-        let who = self.who;
-        let input = match msg {
-            ClientMsg::RaiseHand => Input::RaiseHand { who },
-            ClientMsg::LowerHand => Input::LowerHand { who },
-            ClientMsg::ApproveHand { participant } => Input::ApproveHand {
-                who,
-                target: participant,
-            },
-            ClientMsg::DismissHand { participant } => Input::DismissHand {
-                who,
-                target: participant,
-            },
-            ClientMsg::Invite { participant } => Input::Invite {
-                who,
-                target: participant,
-            },
-            ClientMsg::AcceptInvite => Input::AcceptInvite { who },
-            ClientMsg::DeclineInvite => Input::DeclineInvite { who },
-            ClientMsg::StepDown => Input::StepDown { who },
-            ClientMsg::MuteSelf => Input::MuteSelf { who },
-            ClientMsg::UnmuteSelf => Input::UnmuteSelf { who },
-            ClientMsg::Mute { participant } => Input::Mute {
-                who,
-                target: participant,
-            },
-            ClientMsg::MuteAll => Input::MuteAll { who },
-            ClientMsg::Remove { participant } => Input::Remove {
-                who,
-                target: participant,
-            },
-            ClientMsg::Block { participant } => Input::Block {
-                who,
-                target: participant,
-            },
-            ClientMsg::MakeCohost { participant } => Input::MakeCohost {
-                who,
-                target: participant,
-            },
-            ClientMsg::UnmakeCohost { participant } => Input::UnmakeCohost {
-                who,
-                target: participant,
-            },
-            ClientMsg::Pin { link } => Input::Pin { who, link },
-            ClientMsg::React { emoji } => Input::React { who, emoji },
-            ClientMsg::Chat { text } => Input::Chat { who, text },
-            ClientMsg::DeleteChat { id } => Input::DeleteChat { who, id },
-            _ => {
-                return vec![error(
-                    ErrorCode::UnknownType,
-                    "this server does not handle that message",
-                )];
-            }
+        let Some(input) = stage_input(self.who, msg) else {
+            return vec![error(
+                ErrorCode::UnknownType,
+                "this server does not handle that message",
+            )];
         };
         let Some((_, room)) = &self.room else {
             return vec![error(ErrorCode::NotInSpace, "you are in no space")];
@@ -543,7 +548,10 @@ impl Conn {
         if self.room.is_some() {
             return vec![error(ErrorCode::AlreadyInSpace, "leave your space first")];
         }
-        let Some(tx) = room::find(&self.shared, &id) else {
+        // A space whose home is another node is entered through this node's proxy for it.
+        let found =
+            room::find(&self.shared, &id).or_else(|| crate::cluster::find(&self.shared, &id));
+        let Some(tx) = found else {
             return vec![self.missing(&id).await];
         };
         let (reply, rx) = oneshot::channel();
