@@ -12,6 +12,9 @@ use serde::Deserialize;
 /// simply unassigned and easy to remember).
 pub const DEFAULT_PORT: u16 = 7373;
 
+/// How many speakers each listener receives at once unless configured otherwise.
+pub const DEFAULT_FORWARDED_SPEAKERS: usize = 3;
+
 /// Everything a server needs to start.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -23,6 +26,9 @@ pub struct ServerConfig {
     pub media_ip: IpAddr,
     /// Limits and timers of every room.
     pub room: RoomConfig,
+    /// How many speakers each listener receives at once: the loudest (by the RFC 6464 levels
+    /// on their packets). 1 to [`confab_rtc::RECV_SLOTS`]; values outside are clamped.
+    pub max_forwarded_speakers: usize,
 }
 
 impl ServerConfig {
@@ -33,6 +39,7 @@ impl ServerConfig {
             data_dir,
             media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             room: RoomConfig::default(),
+            max_forwarded_speakers: DEFAULT_FORWARDED_SPEAKERS,
         }
     }
 
@@ -67,6 +74,8 @@ pub struct FileConfig {
     pub max_cohosts: Option<usize>,
     /// Speakers per space besides the host and co-hosts (default 10).
     pub max_speakers: Option<usize>,
+    /// Speakers each listener receives at once, the loudest (default 3, at most 3).
+    pub max_forwarded_speakers: Option<usize>,
 }
 
 impl FileConfig {
@@ -100,6 +109,9 @@ impl FileConfig {
         if let Some(n) = self.max_speakers {
             config.room.max_speakers = n;
         }
+        if let Some(n) = self.max_forwarded_speakers {
+            config.max_forwarded_speakers = n;
+        }
         config
     }
 }
@@ -119,5 +131,9 @@ mod tests {
             (2, 10)
         );
         assert!(toml::from_str::<FileConfig>("max_speaker = 4").is_err());
+        assert_eq!(defaults.max_forwarded_speakers, 3);
+        let file: FileConfig = toml::from_str("max_forwarded_speakers = 2\n").unwrap();
+        let config = file.apply(ServerConfig::new(PathBuf::from("/tmp/x")));
+        assert_eq!(config.max_forwarded_speakers, 2);
     }
 }

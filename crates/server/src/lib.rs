@@ -2,8 +2,9 @@
 //!
 //! The server is the authority for every room: each space runs a [`confab_core::Room`] in its
 //! own task, and every request (join, end, resume) is checked there, never trusted because a
-//! client hid a button. The SFU forwards each speaker's Opus RTP, untouched, to every other
-//! participant's receive slot; it never decodes or transcodes audio.
+//! client hid a button. The SFU forwards the loudest few speakers' Opus RTP (by the RFC 6464
+//! levels their packets carry), untouched, to every other participant's receive slots; it
+//! never decodes or transcodes audio, and forwards nothing for silence.
 //!
 //! It is a library first, so the desktop app can embed it: [`start`] binds, spawns and returns
 //! a [`ServerHandle`] whose [`ServerHandle::shutdown`] stops it cleanly. Spaces live in a SQLite
@@ -16,6 +17,7 @@ pub mod accounts;
 mod config;
 mod db;
 mod http;
+mod loudest;
 pub mod reports;
 mod room;
 pub mod schedules;
@@ -40,11 +42,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use confab_proto::{SpaceId, SpaceSummary};
+use confab_proto::{ParticipantId, SpaceId, SpaceSummary};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{DEFAULT_PORT, FileConfig, ServerConfig};
+pub use config::{DEFAULT_FORWARDED_SPEAKERS, DEFAULT_PORT, FileConfig, ServerConfig};
 pub use db::{Db, SpaceRecord};
 
 /// State shared by every connection and room task.
@@ -61,6 +63,23 @@ pub(crate) struct Shared {
     pub(crate) directory_changed: watch::Sender<u64>,
     pub(crate) next_participant: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Every live uplink's counters, for [`ServerHandle::uplink_stats`].
+    pub(crate) uplink_stats: Mutex<HashMap<ParticipantId, Arc<sfu::ForwardStats>>>,
+}
+
+/// What the SFU did with one participant's uplink so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UplinkStats {
+    pub participant: ParticipantId,
+    /// RTP packets that arrived.
+    pub received: u64,
+    /// Copies sent to listeners (one per listener per packet).
+    pub forwarded: u64,
+    /// Packets dropped because the participant may not speak.
+    pub refused: u64,
+    /// Packets dropped because their audio level said silence.
+    pub silent: u64,
 }
 
 /// A running server.
@@ -80,6 +99,23 @@ impl ServerHandle {
     /// `http://ADDR:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The counters of every uplink now open, by participant.
+    pub fn uplink_stats(&self) -> Vec<UplinkStats> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut all: Vec<UplinkStats> = room::lock(&self.shared.uplink_stats)
+            .iter()
+            .map(|(who, s)| UplinkStats {
+                participant: *who,
+                received: s.received.load(Relaxed),
+                forwarded: s.forwarded.load(Relaxed),
+                refused: s.refused.load(Relaxed),
+                silent: s.silent.load(Relaxed),
+            })
+            .collect();
+        all.sort_by_key(|s| s.participant);
+        all
     }
 
     /// Stops accepting, closes every connection and peer, and waits for the server task.
@@ -122,6 +158,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         directory_changed: watch::channel(0).0,
         next_participant: AtomicU64::new(1),
         shutdown: shutdown_rx.clone(),
+        uplink_stats: Mutex::new(HashMap::new()),
     });
     room::restore_live_spaces(&shared).context("restoring live spaces")?;
     let app = http::router(Arc::clone(&shared));

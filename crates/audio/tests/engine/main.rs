@@ -197,7 +197,7 @@ fn what_the_microphone_hears_goes_out_as_one_packet_per_frame() {
     let sink_sent = Arc::clone(&sent);
     engine.set_sink(Some(Box::new(move |out| {
         sink_sent.lock().unwrap().push(match out {
-            Outgoing::Packet(p) => Some(p.to_vec()),
+            Outgoing::Packet(p, _) => Some(p.to_vec()),
             Outgoing::Dtx => None,
         });
     })));

@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use confab_audio::{Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES, Outgoing};
+use confab_audio::{
+    Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, FrameLevel, MAX_PACKET_BYTES, Outgoing,
+};
 use confab_client::{Client, ClientConfig};
 use confab_proto::{ClientMsg, PROTOCOL_VERSION, ServerMsg, SpaceId, decode_server, encode};
 use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
@@ -562,7 +564,16 @@ async fn start_speaker(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(Instant::now());
-                if mic.try_send_encoded(Outgoing::Packet(p)).is_ok() {
+                if mic
+                    .try_send_encoded(Outgoing::Packet(
+                        p,
+                        FrameLevel {
+                            dbov: 20,
+                            voice: true,
+                        },
+                    ))
+                    .is_ok()
+                {
                     speaker.sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
