@@ -329,16 +329,30 @@ async fn silence_is_not_forwarded_and_a_client_without_levels_is_still_heard() {
     listener.mic().await.unwrap();
     let (bea, bea_s, bea_mic) = speaker(&url, dir.path(), "bea", &host, &space).await;
     drain(bea_s);
+    // Cyd's encoder has no DTX: she sends 50 packets/s of silence, each marked silent.
+    let cyd_token = sign_in(&url, dir.path(), "cyd").await.unwrap();
+    let mut cyd_config = ClientConfig::new(url.clone(), "cyd").with_token(cyd_token);
+    cyd_config.encoder.dtx = false;
+    let (cyd, mut cyd_s) = Client::connect(cyd_config).await.unwrap();
+    cyd.join(&space).await.unwrap();
+    let cyd_mic = cyd.mic().await.unwrap();
+    bring_on_stage(&host, &cyd, &mut cyd_s.events)
+        .await
+        .unwrap();
+    drain(cyd_s);
 
-    // The host (no levels) plays 440 Hz; Bea sends digital silence.
+    // The host (no levels) plays 440 Hz; Bea and Cyd send digital silence.
+    let freqs = [440.0, 880.0, 660.0];
     let host_level = amp(0.3);
     let bea_level = amp(0.0);
+    let cyd_level = amp(0.0);
     let _h = tone(host_mic, 440.0, Arc::clone(&host_level));
     let _b = tone(bea_mic, 880.0, Arc::clone(&bea_level));
+    let _c = tone(cyd_mic, 660.0, Arc::clone(&cyd_level));
     let _ = listen_by_slot(&mut listener_s.audio, Duration::from_secs(1)).await;
     let by_slot = listen_by_slot(&mut listener_s.audio, Duration::from_secs(2)).await;
     assert_eq!(
-        heard(&by_slot, &[440.0, 880.0]),
+        heard(&by_slot, &freqs),
         vec![440.0],
         "the host without levels is not heard"
     );
@@ -351,30 +365,45 @@ async fn silence_is_not_forwarded_and_a_client_without_levels_is_still_heard() {
     };
     let host_stats = stats(host.id()).unwrap();
     assert!(host_stats.forwarded > 50, "{host_stats:?}");
-    // Bea's silence cost nothing: whatever arrived (the frames before Opus DTX set in, marked
-    // silent) went nowhere.
-    let before = stats(bea.id());
+    // Silence costs nothing: over two seconds, nothing of Bea's or Cyd's goes out. Bea's
+    // Opus DTX sends next to nothing; Cyd's packets arrive and are dropped as silent.
+    let (bea0, cyd0) = (stats(bea.id()), stats(cyd.id()).unwrap());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = stats(bea.id());
-    eprintln!("Bea silent: {before:?} then {after:?}");
-    assert_eq!(after.map_or(0, |s| s.forwarded), 0, "silence was forwarded");
-    // With DTX, silence sends little at all (50 packets/s otherwise).
-    let sent = after.map_or(0, |s| s.received) - before.map_or(0, |s| s.received);
-    assert!(sent <= 20, "{sent} packets in 2 s of silence");
+    let (bea1, cyd1) = (stats(bea.id()), stats(cyd.id()).unwrap());
+    eprintln!("silent: Bea {bea0:?} -> {bea1:?}; Cyd {cyd0:?} -> {cyd1:?}");
+    let field = |s: Option<confab_server::UplinkStats>,
+                 f: fn(&confab_server::UplinkStats) -> u64| {
+        s.as_ref().map_or(0, f)
+    };
+    assert_eq!(
+        field(bea1, |s| s.forwarded),
+        field(bea0, |s| s.forwarded),
+        "Bea's silence was forwarded"
+    );
+    let bea_sent = field(bea1, |s| s.received) - field(bea0, |s| s.received);
+    assert!(
+        bea_sent <= 20,
+        "{bea_sent} packets in 2 s of silence with DTX"
+    );
+    assert_eq!(
+        cyd1.forwarded, cyd0.forwarded,
+        "Cyd's silence was forwarded"
+    );
+    assert!(
+        cyd1.silent - cyd0.silent >= 80,
+        "Cyd's silent packets were not dropped: {cyd1:?}"
+    );
 
     // Bea speaks up: forwarded, and heard.
     bea_level.store(0.3f32.to_bits(), Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
     while listener_s.audio.try_recv().is_ok() {}
     let by_slot = listen_by_slot(&mut listener_s.audio, Duration::from_secs(2)).await;
-    assert_eq!(heard(&by_slot, &[440.0, 880.0]), vec![440.0, 880.0]);
+    assert_eq!(heard(&by_slot, &freqs), vec![440.0, 880.0]);
     let bea_stats = stats(bea.id()).unwrap();
     assert!(bea_stats.forwarded > 50, "{bea_stats:?}");
-    assert!(
-        bea_stats.silent > 0,
-        "no packet was marked silent: {bea_stats:?}"
-    );
 
+    cyd.close().await;
     bea.close().await;
     listener.close().await;
     host.close().await;

@@ -9,8 +9,12 @@
 //!
 //! Each packet's RFC 6464 audio level feeds the speaker's [`Loudness`] (a few atomic
 //! operations, no decoding), which the room reads to pick the loudest speakers
-//! ([`crate::loudest`]). A packet whose level says silence is never forwarded, so a muted or
-//! silent speaker costs nothing past this task; with DTX they send nothing at all.
+//! ([`crate::loudest`]). Once a speaker's packets have said silence for [`SILENCE_HANGOVER`]
+//! in a row, no more are forwarded until one says otherwise, so a muted or silent speaker
+//! costs nothing past this task (with Opus DTX they send next to nothing anyway). The short
+//! pauses inside speech still go out: dropping them would cost the listener's decoder its
+//! continuity. Sequence numbers are closed over what was dropped, so listeners see a pause
+//! as they see DTX (timestamps jump, sequence numbers do not), not as loss.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -29,7 +33,7 @@ pub(crate) struct ForwardStats {
     pub(crate) received: AtomicU64,
     pub(crate) forwarded: AtomicU64,
     pub(crate) refused: AtomicU64,
-    /// Packets not forwarded because their level said silence.
+    /// Packets not forwarded because their level said silence (after the hangover).
     pub(crate) silent: AtomicU64,
 }
 
@@ -40,6 +44,9 @@ pub(crate) const UNKNOWN_LEVEL_DB: f32 = -60.0;
 
 /// A speaker who sent nothing for this long is silent (Opus DTX sends nothing in a pause).
 pub(crate) const QUIET_AFTER: Duration = Duration::from_millis(300);
+
+/// Silent packets in a row that are still forwarded (200 ms): pauses between words.
+pub(crate) const SILENCE_HANGOVER: u32 = 10;
 
 /// Weight of a packet louder than the running level: fast, so a speaker who starts talking
 /// counts within a few packets.
@@ -159,6 +166,10 @@ impl Forwarder {
             let stats = Arc::clone(&stats);
             let loudness = Arc::clone(&loudness);
             tokio::spawn(async move {
+                let mut silent_run: u32 = 0;
+                // Packets dropped as silence so far: later ones are numbered as if they had
+                // never been sent.
+                let mut dropped: u16 = 0;
                 while let Some(mut packet) = audio.recv().await {
                     stats.received.fetch_add(1, Ordering::Relaxed);
                     if !allowed.load(Ordering::Relaxed) {
@@ -166,9 +177,20 @@ impl Forwarder {
                         continue;
                     }
                     if loudness.observe(packet.level, Instant::now()) {
-                        stats.silent.fetch_add(1, Ordering::Relaxed);
-                        continue;
+                        silent_run = silent_run.saturating_add(1);
+                        if silent_run > SILENCE_HANGOVER {
+                            dropped = dropped.wrapping_add(1);
+                            stats.silent.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    } else {
+                        if silent_run > SILENCE_HANGOVER {
+                            // A new talkspurt after a pause.
+                            packet.marker = true;
+                        }
+                        silent_run = 0;
                     }
+                    packet.sequence = packet.sequence.wrapping_sub(dropped);
                     // Listeners get no level: stamping one would allocate per listener, and
                     // their clients measure what they play themselves.
                     packet.level = None;
