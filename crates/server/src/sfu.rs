@@ -43,7 +43,9 @@ pub(crate) struct ForwardStats {
 pub(crate) const UNKNOWN_LEVEL_DB: f32 = -60.0;
 
 /// A speaker who sent nothing for this long is silent (Opus DTX sends nothing in a pause).
-pub(crate) const QUIET_AFTER: Duration = Duration::from_millis(300);
+/// Long enough that a server starved of CPU for a moment (its forwarders late to read) does
+/// not take everyone for silent and reshuffle the slots.
+pub(crate) const QUIET_AFTER: Duration = Duration::from_secs(1);
 
 /// Silent packets in a row that are still forwarded (200 ms): pauses between words.
 pub(crate) const SILENCE_HANGOVER: u32 = 10;
