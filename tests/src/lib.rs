@@ -44,3 +44,55 @@ pub async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Outp
         Err(_) => panic!("timed out after {secs} s waiting for {what}"),
     }
 }
+
+/// A signed-in account `handle` on the server at `url` (a device key kept under `dir`):
+/// its bearer token. Only signed-in participants may go on stage.
+pub async fn sign_in(url: &str, dir: &std::path::Path, handle: &str) -> anyhow::Result<String> {
+    use confab_client::identity::{DeviceKey, key_file};
+    let key = DeviceKey::load_or_create("unused", &key_file(&dir.join(handle)))?;
+    let http = reqwest::Client::new();
+    Ok(key.register(&http, url, handle, handle).await?.token)
+}
+
+/// Brings `guest` (signed in, in `host`'s space) on stage: the host invites, the guest accepts
+/// and unmutes. `events` is the guest's event stream; other events on it are dropped.
+pub async fn bring_on_stage(
+    host: &confab_client::Client,
+    guest: &confab_client::Client,
+    events: &mut tokio::sync::mpsc::Receiver<confab_client::Event>,
+) -> anyhow::Result<()> {
+    use confab_client::Event;
+    use confab_proto::{ClientMsg, Role, ServerMsg};
+    let id = guest.id();
+    async fn until(
+        events: &mut tokio::sync::mpsc::Receiver<Event>,
+        what: &str,
+        want: impl Fn(&ServerMsg) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Event::Stage(m))) if want(&m) => return Ok(()),
+                Ok(Some(_)) => {}
+                Ok(None) => anyhow::bail!("the connection closed waiting for {what}"),
+                Err(_) => anyhow::bail!("no {what} within 10 s"),
+            }
+        }
+    }
+    host.stage(ClientMsg::Invite { participant: id }).await?;
+    until(events, "the invitation", |m| {
+        matches!(m, ServerMsg::Invited { .. })
+    })
+    .await?;
+    guest.stage(ClientMsg::AcceptInvite).await?;
+    until(events, "the seat on stage", |m| {
+        matches!(m, ServerMsg::ParticipantUpdated { participant } if participant.id == id && participant.role == Role::Speaker)
+    })
+    .await?;
+    guest.stage(ClientMsg::UnmuteSelf).await?;
+    until(events, "the unmute", |m| {
+        matches!(m, ServerMsg::ParticipantUpdated { participant } if participant.id == id && participant.role == Role::Speaker && !participant.muted)
+    })
+    .await?;
+    Ok(())
+}

@@ -37,6 +37,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::codec::{Encoded, Encoder, EncoderConfig};
 use crate::jitter::{JitterBuffer, JitterStats};
+use crate::level::FrameLevel;
 use crate::mixer::{MAX_GAIN, limit};
 use crate::voice::{VoiceConfig, VoiceProcessor};
 use crate::{AudioError, FRAME_SAMPLES, MAX_PACKET_BYTES, SAMPLE_RATE};
@@ -88,8 +89,9 @@ const MAX_CATCH_UP: u64 = 3;
 /// produces exactly one, so the sink can stamp RTP timestamps by counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outgoing<'a> {
-    /// An Opus packet to send.
-    Packet(&'a [u8]),
+    /// An Opus packet to send, and the level of the frame it encodes (after voice processing
+    /// and muting; the voice bit is the voice processor's activity).
+    Packet(&'a [u8], FrameLevel),
     /// The encoder is in DTX: nothing to send for this frame.
     Dtx,
 }
@@ -600,7 +602,10 @@ impl Worker {
             self.processed.fill(0.0);
         }
         let out = match self.encoder.encode(&self.processed, &mut self.encoded) {
-            Ok(Encoded::Packet(len)) => Outgoing::Packet(&self.encoded[..len]),
+            Ok(Encoded::Packet(len)) => Outgoing::Packet(
+                &self.encoded[..len],
+                FrameLevel::measure(&self.processed, speaking),
+            ),
             // A frame that fails to encode is sent as a pause: the timing holds.
             Ok(Encoded::Dtx) | Err(_) => Outgoing::Dtx,
         };

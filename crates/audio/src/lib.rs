@@ -20,6 +20,7 @@ mod engine;
 mod error;
 mod feed;
 mod jitter;
+mod level;
 mod mixer;
 #[cfg(target_os = "linux")]
 mod pulse;
@@ -64,6 +65,7 @@ pub use jitter::{
     JitterStats, LOSS_MEMORY, MAX_PACKETS, MAX_TARGET_DELAY, MIN_TARGET_DELAY, Pulled,
     SHRINK_INTERVAL, TARGET_DECAY_PER_SECOND,
 };
+pub use level::FrameLevel;
 pub use mixer::{LIMIT_KNEE, MAX_GAIN, MIX_QUEUE, MIX_SLOTS, MixStats, Mixer};
 pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
 pub use voice::{

@@ -6,16 +6,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use confab_audio::{
-    AudioEngine, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, JitterBuffer, JitterStats,
-    MAX_PACKET_BYTES, Outgoing,
+    AudioEngine, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, FrameLevel, JitterBuffer,
+    JitterStats, MAX_PACKET_BYTES, Outgoing,
 };
 use confab_proto::{
     ClientMsg, EndReason, ErrorCode, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, Role,
     ServerMsg, SpaceId, SpaceInfo, SpaceSummary, decode_server, encode,
 };
 use confab_rtc::{
-    LocalAudio, NetworkStats, PeerSession, RECV_SLOTS, RemoteAudio, RtcConfig, RtpPacket,
-    SessionEvent,
+    AudioLevel, LocalAudio, NetworkStats, PeerSession, RECV_SLOTS, RemoteAudio, RtcConfig,
+    RtpPacket, SessionEvent,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -165,10 +165,11 @@ pub struct Streams {
     pub audio: mpsc::Receiver<AudioFrame>,
 }
 
-/// What goes to the encode task: PCM to encode, or a frame the audio worker encoded.
+/// What goes to the encode task: PCM to encode, or a frame the audio worker encoded (with
+/// the level of the frame it encodes).
 enum MicFrame {
     Pcm(Vec<f32>),
-    Opus(Bytes),
+    Opus(Bytes, FrameLevel),
     Dtx,
 }
 
@@ -208,11 +209,12 @@ impl Mic {
         self.try_send_frame(MicFrame::Pcm(frame))
     }
 
-    /// Queues one frame the audio worker encoded (a packet, or a DTX pause, which advances
-    /// the RTP clock without sending). Never waits: for the worker's thread.
+    /// Queues one frame the audio worker encoded (a packet with its frame's level, or a DTX
+    /// pause, which advances the RTP clock without sending). Never waits: for the worker's
+    /// thread.
     pub fn try_send_encoded(&self, frame: Outgoing<'_>) -> Result<(), ClientError> {
         self.try_send_frame(match frame {
-            Outgoing::Packet(p) => MicFrame::Opus(Bytes::copy_from_slice(p)),
+            Outgoing::Packet(p, level) => MicFrame::Opus(Bytes::copy_from_slice(p), level),
             Outgoing::Dtx => MicFrame::Dtx,
         })
     }
@@ -779,7 +781,9 @@ fn rand_u32() -> u32 {
 }
 
 /// Encodes microphone frames and sends them as RTP. Timestamps advance 960 per frame whether
-/// or not a packet is sent (DTX), so the receiver can tell a pause from a loss.
+/// or not a packet is sent (DTX), so the receiver can tell a pause from a loss. Each packet
+/// carries its frame's RFC 6464 level; PCM handed to [`Mic::send`] has no voice processor
+/// behind it, so its voice bit is the level's ([`FrameLevel::measure_by_energy`]).
 async fn encode_task(
     mut encoder: Encoder,
     track: LocalAudio,
@@ -793,21 +797,25 @@ async fn encode_task(
     while let Some(frame) = frames.recv().await {
         let encoded = match frame {
             MicFrame::Pcm(pcm) => match encoder.encode(&pcm, &mut out) {
-                Ok(Encoded::Packet(len)) => Ok(Some(Bytes::copy_from_slice(&out[..len]))),
+                Ok(Encoded::Packet(len)) => Ok(Some((
+                    Bytes::copy_from_slice(&out[..len]),
+                    FrameLevel::measure_by_energy(&pcm),
+                ))),
                 Ok(Encoded::Dtx) => Ok(None),
                 Err(e) => Err(e),
             },
-            MicFrame::Opus(payload) => Ok(Some(payload)),
+            MicFrame::Opus(payload, level) => Ok(Some((payload, level))),
             MicFrame::Dtx => Ok(None),
         };
         match encoded {
-            Ok(Some(payload)) => {
+            Ok(Some((payload, level))) => {
                 let packet = RtpPacket {
                     sequence,
                     timestamp,
                     ssrc: 0,
                     marker: after_silence,
                     payload,
+                    level: Some(AudioLevel::new(level.dbov, level.voice)),
                 };
                 if let Err(e) = track.send(&packet).await {
                     tracing::debug!(error = %e, "sending audio");

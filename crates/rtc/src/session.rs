@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEng
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RTCRtpHeaderExtensionParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::{mpsc, watch};
@@ -24,7 +24,7 @@ use webrtc::peer_connection::{
     SettingEngineBuilder, StatsSelector, configure_rtcp_reports,
 };
 
-use crate::{OPUS_PAYLOAD_TYPE, RECV_SLOTS, parse_slot_track_id};
+use crate::{AUDIO_LEVEL_URI, AudioLevel, OPUS_PAYLOAD_TYPE, RECV_SLOTS, parse_slot_track_id};
 
 /// Where a session binds its UDP socket.
 #[derive(Clone, Debug)]
@@ -33,6 +33,9 @@ pub struct RtcConfig {
     pub bind_ip: IpAddr,
     /// How long to wait for ICE gathering before giving up on an offer or answer.
     pub gather_timeout: Duration,
+    /// Whether to offer (or accept) the RFC 6464 audio level header extension. On by default;
+    /// off only to stand in for a peer that does not know it.
+    pub audio_level: bool,
 }
 
 impl Default for RtcConfig {
@@ -40,6 +43,7 @@ impl Default for RtcConfig {
         RtcConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             gather_timeout: Duration::from_secs(5),
+            audio_level: true,
         }
     }
 }
@@ -120,19 +124,47 @@ pub struct RtpPacket {
     pub ssrc: u32,
     pub marker: bool,
     pub payload: Bytes,
+    /// The RFC 6464 audio level: set on send when the extension was negotiated; on receive,
+    /// what the sender put there (`None`: not negotiated, or the sender left it out).
+    pub level: Option<AudioLevel>,
 }
 
-impl From<rtp::Packet> for RtpPacket {
-    fn from(p: rtp::Packet) -> Self {
+impl RtpPacket {
+    fn from_rtp(p: rtp::Packet, level_id: u8) -> Self {
+        let level = if level_id == 0 {
+            None
+        } else {
+            p.header
+                .get_extension(level_id)
+                .and_then(|b| b.first().copied())
+                .map(AudioLevel::from_byte)
+        };
         RtpPacket {
             sequence: p.header.sequence_number,
             timestamp: p.header.timestamp,
             ssrc: p.header.ssrc,
             marker: p.header.marker,
             payload: p.payload,
+            level,
         }
     }
 }
+
+/// Every possible one-byte audio level extension payload, so that stamping a packet with one
+/// needs no allocation for its bytes.
+static LEVEL_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The negotiated id of the audio level extension, shared by a session and its tracks; 0 until
+/// negotiation settled it, or when it was not negotiated.
+type LevelId = Arc<AtomicU8>;
 
 /// Audio we send: RTP packets written here go to the remote peer.
 #[derive(Clone)]
@@ -141,10 +173,61 @@ pub struct LocalAudio {
     ssrc: u32,
     /// Counts the packets written, when someone asked to (see [`LocalAudio::count_sent`]).
     sent: Option<Arc<AtomicU64>>,
+    level_id: LevelId,
+    /// For a server's receive-slot track, which carries one speaker after another: the
+    /// renumbering that keeps its sequence numbers and timestamps one continuous stream.
+    renumber: Option<Arc<std::sync::Mutex<Renumber>>>,
 }
 
+/// Sequence numbers and timestamps of a track whose packets come from one source after
+/// another. The receiver must see one stream: SRTP guesses each packet's rollover counter from
+/// its sequence number, so a jump of more than 2^15 (any switch between two senders' random
+/// numberings, half the time) would make it reject every packet after the switch.
+#[derive(Default)]
+struct Renumber {
+    /// The SSRC of the sender whose packets go out now (`None` before the first packet).
+    source: Option<u32>,
+    seq_delta: u16,
+    ts_delta: u32,
+    last_seq: u16,
+    last_ts: u32,
+}
+
+impl Renumber {
+    /// The outgoing sequence number, timestamp and marker of `p`.
+    fn map(&mut self, p: &RtpPacket) -> (u16, u32, bool) {
+        let mut marker = p.marker;
+        if self.source.is_none() {
+            (self.last_seq, self.last_ts) = (p.sequence, p.timestamp);
+        }
+        if self.source != Some(p.ssrc) {
+            if self.source.is_some() {
+                // Carry on from the last packet out, one 20 ms frame later; a new talkspurt.
+                self.seq_delta = self.last_seq.wrapping_add(1).wrapping_sub(p.sequence);
+                self.ts_delta = self
+                    .last_ts
+                    .wrapping_add(FRAME_TICKS)
+                    .wrapping_sub(p.timestamp);
+                marker = true;
+            }
+            self.source = Some(p.ssrc);
+        }
+        let seq = p.sequence.wrapping_add(self.seq_delta);
+        let ts = p.timestamp.wrapping_add(self.ts_delta);
+        // A late packet of this source must not move the high-water mark back.
+        if seq.wrapping_sub(self.last_seq) < 0x8000 {
+            self.last_seq = seq;
+            self.last_ts = ts;
+        }
+        (seq, ts, marker)
+    }
+}
+
+/// One 20 ms Opus frame in RTP timestamp units (48 kHz).
+const FRAME_TICKS: u32 = 960;
+
 impl LocalAudio {
-    fn new(track_id: &str) -> Self {
+    fn new(track_id: &str, level_id: LevelId) -> Self {
         let ssrc: u32 = rand_ssrc();
         let codec = opus_codec();
         let track = MediaStreamTrack::new(
@@ -165,6 +248,8 @@ impl LocalAudio {
             track: Arc::new(TrackLocalStaticRTP::new(track)),
             ssrc,
             sent: None,
+            level_id,
+            renumber: None,
         }
     }
 
@@ -174,25 +259,58 @@ impl LocalAudio {
         self.sent = Some(counter);
     }
 
-    /// Sends one Opus frame.
+    /// A track that forwards other senders' packets, one sender after another, as one stream.
+    fn forwarding(track_id: &str, level_id: LevelId) -> Self {
+        LocalAudio {
+            renumber: Some(Arc::default()),
+            ..LocalAudio::new(track_id, level_id)
+        }
+    }
+
+    /// Sends one Opus frame, with its audio level when it has one and the peer negotiated the
+    /// extension (the level is then the packet's only header extension).
     pub async fn send(&self, packet: &RtpPacket) -> Result<(), RtcError> {
-        let pkt = rtp::Packet {
+        let (sequence, timestamp, marker) = match &self.renumber {
+            // Held for a few arithmetic operations, never across an await; two forwarders
+            // only meet here for a packet or two around a switch.
+            Some(r) => r
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .map(packet),
+            None => (packet.sequence, packet.timestamp, packet.marker),
+        };
+        let mut pkt = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
-                marker: packet.marker,
+                marker,
                 payload_type: OPUS_PAYLOAD_TYPE,
-                sequence_number: packet.sequence,
-                timestamp: packet.timestamp,
+                sequence_number: sequence,
+                timestamp,
                 ssrc: self.ssrc,
                 ..Default::default()
             },
             payload: packet.payload.clone(),
         };
+        let id = self.level_id.load(Ordering::Relaxed);
+        if let Some(level) = packet.level
+            && (1..=14).contains(&id)
+        {
+            let b = usize::from(level.to_byte());
+            // Ids 1..=14 with a 1-byte payload always fit the one-byte form: this cannot fail.
+            let _ = pkt
+                .header
+                .set_extension(id, Bytes::from_static(&LEVEL_BYTES[b..=b]));
+        }
         self.track.write_rtp(pkt).await.map_err(RtcError::from)?;
         if let Some(sent) = &self.sent {
             sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Whether packets sent here carry their audio level (the peer negotiated the extension).
+    pub fn sends_level(&self) -> bool {
+        self.level_id.load(Ordering::Relaxed) != 0
     }
 
     /// The SSRC this track sends with.
@@ -205,6 +323,7 @@ impl LocalAudio {
 pub struct RemoteAudio {
     track: Arc<dyn TrackRemote>,
     track_id: String,
+    level_id: LevelId,
 }
 
 impl RemoteAudio {
@@ -223,7 +342,10 @@ impl RemoteAudio {
     pub async fn recv(&self) -> Option<RtpPacket> {
         loop {
             match self.track.poll().await? {
-                TrackRemoteEvent::OnRtpPacket(p) => return Some(p.into()),
+                TrackRemoteEvent::OnRtpPacket(p) => {
+                    let id = self.level_id.load(Ordering::Relaxed);
+                    return Some(RtpPacket::from_rtp(p, id));
+                }
                 TrackRemoteEvent::OnEnded => return None,
                 _ => continue,
             }
@@ -234,6 +356,7 @@ impl RemoteAudio {
 struct Handler {
     gathered: watch::Sender<bool>,
     events: mpsc::UnboundedSender<SessionEvent>,
+    level_id: LevelId,
 }
 
 #[async_trait::async_trait]
@@ -256,9 +379,11 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let track_id = track.track_id().await;
-        let _ = self
-            .events
-            .send(SessionEvent::RemoteAudio(RemoteAudio { track, track_id }));
+        let _ = self.events.send(SessionEvent::RemoteAudio(RemoteAudio {
+            track,
+            track_id,
+            level_id: Arc::clone(&self.level_id),
+        }));
     }
 }
 
@@ -268,6 +393,7 @@ pub struct PeerSession {
     gathered: watch::Receiver<bool>,
     events: mpsc::UnboundedReceiver<SessionEvent>,
     config: RtcConfig,
+    level_id: LevelId,
 }
 
 fn opus_codec() -> RTCRtpCodec {
@@ -300,6 +426,16 @@ impl PeerSession {
             },
             RtpCodecKind::Audio,
         )?;
+        if config.audio_level {
+            // Either direction: the client stamps its microphone, the server reads the levels.
+            media_engine.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )?;
+        }
         // Only the RTCP sender and receiver reports: they carry loss, jitter and round-trip
         // time, which webrtc's stats report. The defaults' other interceptors are dead weight
         // for Opus audio that every packet still walks through: NACK is negotiated for video
@@ -313,9 +449,11 @@ impl PeerSession {
             .build();
         let (gathered_tx, gathered_rx) = watch::channel(false);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let level_id = LevelId::default();
         let handler = Arc::new(Handler {
             gathered: gathered_tx,
             events: events_tx,
+            level_id: Arc::clone(&level_id),
         });
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -331,13 +469,45 @@ impl PeerSession {
             gathered: gathered_rx,
             events: events_rx,
             config: config.clone(),
+            level_id,
         })
+    }
+
+    /// Looks up the id negotiation gave the audio level extension (one per connection: the
+    /// engine negotiates extension ids per peer connection, not per m-line) and shares it with
+    /// this session's tracks.
+    async fn settle_level_id(&self) {
+        fn find(exts: &[RTCRtpHeaderExtensionParameters]) -> Option<u8> {
+            exts.iter()
+                .find(|e| e.uri == AUDIO_LEVEL_URI)
+                .and_then(|e| u8::try_from(e.id).ok())
+        }
+        let mut id = None;
+        for t in self.pc.get_transceivers().await {
+            if let Ok(Some(sender)) = t.sender().await
+                && let Ok(p) = sender.get_parameters().await
+            {
+                id = find(&p.rtp_parameters.header_extensions);
+            }
+            if id.is_none()
+                && let Ok(Some(receiver)) = t.receiver().await
+                && let Ok(p) = receiver.get_parameters().await
+            {
+                id = find(&p.rtp_parameters.header_extensions);
+            }
+            if id.is_some() {
+                break;
+            }
+        }
+        let id = id.unwrap_or(0);
+        tracing::debug!(id, "audio level extension id");
+        self.level_id.store(id, Ordering::Relaxed);
     }
 
     /// Client side: adds the microphone (sendrecv, also receive slot 0) and the other receive
     /// slots, and returns the track to send the microphone on.
     pub async fn add_client_transceivers(&self) -> Result<LocalAudio, RtcError> {
-        let mic = LocalAudio::new("confab-mic");
+        let mic = LocalAudio::new("confab-mic", Arc::clone(&self.level_id));
         self.pc
             .add_track(Arc::clone(&mic.track) as Arc<dyn TrackLocal>)
             .await?;
@@ -366,6 +536,7 @@ impl PeerSession {
     pub async fn accept_answer(&self, sdp: String) -> Result<(), RtcError> {
         let answer = RTCSessionDescription::answer(sdp)?;
         self.pc.set_remote_description(answer).await?;
+        self.settle_level_id().await;
         Ok(())
     }
 
@@ -382,7 +553,8 @@ impl PeerSession {
         self.pc.set_remote_description(offer).await?;
         let mut slots = Vec::with_capacity(RECV_SLOTS);
         for slot in 0..RECV_SLOTS {
-            let track = LocalAudio::new(&crate::slot_track_id(slot));
+            let track =
+                LocalAudio::forwarding(&crate::slot_track_id(slot), Arc::clone(&self.level_id));
             self.pc
                 .add_track(Arc::clone(&track.track) as Arc<dyn TrackLocal>)
                 .await?;
@@ -390,6 +562,7 @@ impl PeerSession {
         }
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer).await?;
+        self.settle_level_id().await;
         Ok((self.gathered_sdp().await?, slots))
     }
 
@@ -444,5 +617,38 @@ impl PeerSession {
         if let Err(e) = self.pc.close().await {
             tracing::debug!(error = %e, "closing peer connection");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(ssrc: u32, sequence: u16, timestamp: u32) -> RtpPacket {
+        RtpPacket {
+            sequence,
+            timestamp,
+            ssrc,
+            marker: false,
+            payload: Bytes::new(),
+            level: None,
+        }
+    }
+
+    #[test]
+    fn a_slot_switching_senders_stays_one_stream() {
+        let mut r = Renumber::default();
+        assert_eq!(r.map(&packet(1, 100, 5000)), (100, 5000, false));
+        assert_eq!(r.map(&packet(1, 101, 5960)), (101, 5960, false));
+        // Another sender, half the sequence space away: it continues the stream.
+        assert_eq!(r.map(&packet(2, 40_000, 7)), (102, 6920, true));
+        assert_eq!(r.map(&packet(2, 40_001, 967)), (103, 7880, false));
+        // A late packet of the new sender maps back but does not move the high mark.
+        assert_eq!(r.map(&packet(2, 39_999, 0)), (101, 6913, false));
+        assert_eq!(r.map(&packet(1, 102, 6920)), (104, 8840, true));
+        // Wrapping.
+        let mut r = Renumber::default();
+        r.map(&packet(1, 65_535, u32::MAX));
+        assert_eq!(r.map(&packet(2, 3, 3)), (0, 959, true));
     }
 }

@@ -12,6 +12,9 @@ use serde::Deserialize;
 /// simply unassigned and easy to remember).
 pub const DEFAULT_PORT: u16 = 7373;
 
+/// How many speakers each listener receives at once unless configured otherwise.
+pub const DEFAULT_FORWARDED_SPEAKERS: usize = 3;
+
 /// Everything a server needs to start.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -25,6 +28,9 @@ pub struct ServerConfig {
     pub room: RoomConfig,
     /// Other server nodes sharing rooms over a bus; `None` runs this server alone.
     pub cluster: Option<ClusterConfig>,
+    /// How many speakers each listener receives at once: the loudest (by the RFC 6464 levels
+    /// on their packets). 1 to [`confab_rtc::RECV_SLOTS`]; values outside are clamped.
+    pub max_forwarded_speakers: usize,
 }
 
 /// How this server joins others so a room can span them (see the `cluster` module).
@@ -60,6 +66,7 @@ impl ServerConfig {
             media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             room: RoomConfig::default(),
             cluster: None,
+            max_forwarded_speakers: DEFAULT_FORWARDED_SPEAKERS,
         }
     }
 
@@ -96,6 +103,8 @@ pub struct FileConfig {
     pub max_speakers: Option<usize>,
     /// `[cluster]`: `bus` (a NATS URL) and `node` (this node's name).
     pub cluster: Option<ClusterConfig>,
+    /// Speakers each listener receives at once, the loudest (default 3, at most 3).
+    pub max_forwarded_speakers: Option<usize>,
 }
 
 impl FileConfig {
@@ -132,6 +141,9 @@ impl FileConfig {
         if let Some(c) = &self.cluster {
             config.cluster = Some(c.clone());
         }
+        if let Some(n) = self.max_forwarded_speakers {
+            config.max_forwarded_speakers = n;
+        }
         config
     }
 }
@@ -151,6 +163,10 @@ mod tests {
             (2, 10)
         );
         assert!(toml::from_str::<FileConfig>("max_speaker = 4").is_err());
+        assert_eq!(defaults.max_forwarded_speakers, 3);
+        let file: FileConfig = toml::from_str("max_forwarded_speakers = 2\n").unwrap();
+        let config = file.apply(ServerConfig::new(PathBuf::from("/tmp/x")));
+        assert_eq!(config.max_forwarded_speakers, 2);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! The server is the authority for every room: each space runs a [`confab_core::Room`] in its
 //! own task, and every request (join, end, resume) is checked there, never trusted because a
-//! client hid a button. The SFU forwards each speaker's Opus RTP, untouched, to every other
-//! participant's receive slot; it never decodes or transcodes audio.
+//! client hid a button. The SFU forwards the loudest few speakers' Opus RTP (by the RFC 6464
+//! levels their packets carry), untouched, to every other participant's receive slots; it
+//! never decodes or transcodes audio, and forwards nothing for silence.
 //!
 //! It is a library first, so the desktop app can embed it: [`start`] binds, spawns and returns
 //! a [`ServerHandle`] whose [`ServerHandle::shutdown`] stops it cleanly. Spaces live in a SQLite
@@ -21,6 +22,7 @@ mod cluster;
 mod config;
 mod db;
 mod http;
+mod loudest;
 pub mod reports;
 mod room;
 pub mod schedules;
@@ -45,12 +47,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use confab_proto::{SpaceId, SpaceSummary};
+use confab_proto::{ParticipantId, SpaceId, SpaceSummary};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use cluster::ClusterStats;
-pub use config::{ClusterConfig, DEFAULT_PORT, FileConfig, ServerConfig};
+pub use config::{
+    ClusterConfig, DEFAULT_FORWARDED_SPEAKERS, DEFAULT_PORT, FileConfig, ServerConfig,
+};
 pub use db::{Db, SpaceRecord};
 
 /// State shared by every connection and room task.
@@ -69,6 +73,23 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The bus to other nodes, when this server is one of several.
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
+    /// Every live uplink's counters, for [`ServerHandle::uplink_stats`].
+    pub(crate) uplink_stats: Mutex<HashMap<ParticipantId, Arc<sfu::ForwardStats>>>,
+}
+
+/// What the SFU did with one participant's uplink so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UplinkStats {
+    pub participant: ParticipantId,
+    /// RTP packets that arrived.
+    pub received: u64,
+    /// Copies sent to listeners (one per listener per packet).
+    pub forwarded: u64,
+    /// Packets dropped because the participant may not speak.
+    pub refused: u64,
+    /// Packets dropped because their audio level said silence.
+    pub silent: u64,
 }
 
 /// A running server.
@@ -93,6 +114,23 @@ impl ServerHandle {
     /// What this node relayed to and from other nodes; `None` when it runs alone.
     pub fn cluster_stats(&self) -> Option<ClusterStats> {
         self.shared.cluster.as_ref().map(|c| c.stats())
+    }
+
+    /// The counters of every uplink now open, by participant.
+    pub fn uplink_stats(&self) -> Vec<UplinkStats> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut all: Vec<UplinkStats> = room::lock(&self.shared.uplink_stats)
+            .iter()
+            .map(|(who, s)| UplinkStats {
+                participant: *who,
+                received: s.received.load(Relaxed),
+                forwarded: s.forwarded.load(Relaxed),
+                refused: s.refused.load(Relaxed),
+                silent: s.silent.load(Relaxed),
+            })
+            .collect();
+        all.sort_by_key(|s| s.participant);
+        all
     }
 
     /// Stops accepting, closes every connection and peer, and waits for the server task.
@@ -152,6 +190,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         next_participant: AtomicU64::new(first_participant),
         shutdown: shutdown_rx.clone(),
         cluster,
+        uplink_stats: Mutex::new(HashMap::new()),
     });
     room::restore_live_spaces(&shared).context("restoring live spaces")?;
     if let Some(cluster) = &shared.cluster {

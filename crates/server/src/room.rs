@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::Shared;
+use crate::loudest::{Candidate, EVALUATE_EVERY, SILENT_DB, Selection, assign};
 use crate::sfu::Forwarder;
 
 /// A refusal: the stable code and a message for people.
@@ -109,6 +110,7 @@ pub(crate) fn spawn(
         .host()
         .and_then(|h| room.participant(h))
         .and_then(|p| p.user.clone());
+    let forwarded_speakers = shared.config.max_forwarded_speakers.clamp(1, RECV_SLOTS);
     let mut actor = RoomActor {
         shared,
         host_user,
@@ -120,8 +122,12 @@ pub(crate) fn spawn(
         receivers: HashSet::new(),
         slots: HashMap::new(),
         uplinks: HashMap::new(),
-        slot_map: [None; RECV_SLOTS],
         relays: HashMap::new(),
+        slot_maps: HashMap::new(),
+        listener_map: [None; RECV_SLOTS],
+        selection: Selection::new(forwarded_speakers),
+        forwarded_speakers,
+        epoch: Instant::now(),
         ended: false,
     };
     if let Some((who, conn)) = host {
@@ -172,19 +178,32 @@ struct RoomActor {
     token: String,
     topics: Vec<String>,
     conns: HashMap<ParticipantId, Conn>,
-    /// Speakers in the order they started; the first RECV_SLOTS get slots.
+    /// Speakers (on the mic, not muted) in the order they started: ties in loudness go to
+    /// the earlier.
     speakers: Vec<ParticipantId>,
     receivers: HashSet<ParticipantId>,
     slots: HashMap<ParticipantId, Vec<LocalAudio>>,
     uplinks: HashMap<ParticipantId, Forwarder>,
-    slot_map: [Option<ParticipantId>; RECV_SLOTS],
     /// Other nodes' relays (see `cluster`), by node: `(relay id, slot tracks)`.
     relays: HashMap<String, (u64, Vec<LocalAudio>)>,
+    /// Which speaker each receiver's slots carry, as last told to that receiver.
+    slot_maps: HashMap<ParticipantId, [Option<ParticipantId>; RECV_SLOTS]>,
+    /// The layout every receiver who is not a forwarded speaker shares, and every other
+    /// node's relay: a relay's slot carries the same speaker as its listeners' slot.
+    listener_map: [Option<ParticipantId>; RECV_SLOTS],
+    /// The loudest speakers, forwarded to everyone (see [`crate::loudest`]).
+    selection: Selection,
+    /// How many speakers each receiver gets at most (1..=RECV_SLOTS).
+    forwarded_speakers: usize,
+    /// The zero of the forwarders' loudness clocks.
+    epoch: Instant,
     ended: bool,
 }
 
 impl RoomActor {
     async fn run(mut self, mut rx: mpsc::Receiver<RoomCmd>) {
+        let mut evaluate = tokio::time::interval(EVALUATE_EVERY);
+        evaluate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while !self.ended {
             let deadline = self.room.poll_timeout();
             let cmd = tokio::select! {
@@ -192,6 +211,13 @@ impl RoomActor {
                 _ = sleep_until_opt(deadline) => {
                     self.room.handle_timeout(Instant::now());
                     self.after_input();
+                    continue;
+                }
+                _ = evaluate.tick() => {
+                    // Who is loudest only matters when not every speaker fits.
+                    if self.speakers.len() > self.forwarded_speakers && self.reselect() {
+                        self.rewire();
+                    }
                     continue;
                 }
             };
@@ -203,7 +229,7 @@ impl RoomActor {
             self.after_input();
         }
         // Forwarders stop with the room; connections learn of the end from `Ended`.
-        self.uplinks.clear();
+        self.clear_uplinks();
         let id = self.room.id().clone();
         if lock(&self.shared.directory).remove(&id).is_some() {
             self.shared.directory_changed.send_modify(|v| *v += 1);
@@ -292,7 +318,9 @@ impl RoomActor {
             }
             RoomCmd::Uplink { who, audio } => {
                 if self.room.role_of(who).is_some() {
-                    self.uplinks.insert(who, Forwarder::spawn(who, audio));
+                    let fwd = Forwarder::spawn(who, audio, self.epoch);
+                    lock(&self.shared.uplink_stats).insert(who, Arc::clone(&fwd.stats));
+                    self.uplinks.insert(who, fwd);
                     self.rewire();
                 }
             }
@@ -332,21 +360,32 @@ impl RoomActor {
         self.conns.remove(&who);
         self.slots.remove(&who);
         if let Some(fwd) = self.uplinks.remove(&who) {
+            lock(&self.shared.uplink_stats).remove(&who);
             let s = &fwd.stats;
             tracing::debug!(
                 participant = %who,
                 received = s.received.load(std::sync::atomic::Ordering::Relaxed),
                 forwarded = s.forwarded.load(std::sync::atomic::Ordering::Relaxed),
                 refused = s.refused.load(std::sync::atomic::Ordering::Relaxed),
+                silent = s.silent.load(std::sync::atomic::Ordering::Relaxed),
                 "uplink closed"
             );
         }
     }
 
+    /// Stops every forwarder.
+    fn clear_uplinks(&mut self) {
+        let mut stats = lock(&self.shared.uplink_stats);
+        for who in self.uplinks.keys() {
+            stats.remove(who);
+        }
+        drop(stats);
+        self.uplinks.clear();
+    }
+
     /// Applies the room's outputs, then refreshes the directory entry.
     fn after_input(&mut self) {
         let mut rewire = false;
-        let mut newly_receiving = Vec::new();
         while let Some(out) = self.room.poll_output() {
             match out {
                 Output::Broadcast { msg, except } => self.broadcast(&msg, except),
@@ -360,7 +399,6 @@ impl RoomActor {
                         MediaChange::StopSpeaking(p) => self.speakers.retain(|s| *s != p),
                         MediaChange::StartReceiving(p) => {
                             self.receivers.insert(p);
-                            newly_receiving.push(p);
                         }
                         MediaChange::StopReceiving(p) => {
                             self.receivers.remove(&p);
@@ -374,18 +412,8 @@ impl RoomActor {
             }
         }
         if rewire {
+            self.reselect();
             self.rewire();
-        }
-        for p in newly_receiving {
-            for (slot, speaker) in self.slot_map.iter().enumerate() {
-                self.send(
-                    p,
-                    ServerMsg::Slot {
-                        slot: slot as u8,
-                        speaker: *speaker,
-                    },
-                );
-            }
         }
         let id = self.room.id().clone();
         let changed = if self.ended {
@@ -425,7 +453,7 @@ impl RoomActor {
         if let Err(e) = self.shared.db.end_space(&id) {
             tracing::error!(space = %id, error = %e, "could not record the end of a space");
         }
-        self.uplinks.clear();
+        self.clear_uplinks();
         self.slots.clear();
         self.relays.clear();
     }
@@ -446,44 +474,79 @@ impl RoomActor {
         }
     }
 
-    /// Recomputes which speaker each slot carries and who each uplink is copied to.
+    /// Re-evaluates who is loudest. Returns whether the selection changed.
+    fn reselect(&mut self) -> bool {
+        let now = Instant::now();
+        let candidates: Vec<Candidate> = self
+            .speakers
+            .iter()
+            .map(|&who| Candidate {
+                who,
+                db: self
+                    .uplinks
+                    .get(&who)
+                    .map_or(SILENT_DB, |f| f.loudness.db(now)),
+            })
+            .collect();
+        self.selection.update(&candidates, now)
+    }
+
+    /// Recomputes which speaker each receiver's slots carry (telling each receiver what
+    /// changed for it) and who each uplink is copied to.
     fn rewire(&mut self) {
-        let mut map = [None; RECV_SLOTS];
-        for (slot, speaker) in self.speakers.iter().take(RECV_SLOTS).enumerate() {
-            map[slot] = Some(*speaker);
-        }
-        if map != self.slot_map {
-            for (slot, (old, new)) in self.slot_map.iter().zip(map.iter()).enumerate() {
-                if old != new {
-                    let msg = ServerMsg::Slot {
-                        slot: slot as u8,
-                        speaker: *new,
-                    };
-                    let receivers: Vec<ParticipantId> = self.receivers.iter().copied().collect();
-                    for r in receivers {
-                        self.send(r, msg.clone());
-                    }
+        let listeners_want = self.selection.wanted_by_listeners();
+        self.listener_map = assign(&self.listener_map, &listeners_want, self.forwarded_speakers);
+        let receivers: Vec<ParticipantId> = self.receivers.iter().copied().collect();
+        for r in receivers {
+            let old = self.slot_maps.get(&r).copied();
+            // Forwarded speakers hear the others and the reserve, in a layout of their own;
+            // everyone else (other nodes' listeners among them) shares the relays' layout.
+            let new = if self.selection.is_forwarded(r) {
+                assign(
+                    &old.unwrap_or([None; RECV_SLOTS]),
+                    &self.selection.wanted_by(r),
+                    self.forwarded_speakers,
+                )
+            } else {
+                self.listener_map
+            };
+            for (slot, speaker) in new.iter().enumerate() {
+                // A new receiver hears about every slot; others about the ones that changed.
+                if old.is_none_or(|o| o[slot] != *speaker) {
+                    self.send(
+                        r,
+                        ServerMsg::Slot {
+                            slot: slot as u8,
+                            speaker: *speaker,
+                        },
+                    );
                 }
             }
-            self.slot_map = map;
+            self.slot_maps.insert(r, new);
         }
+        let receivers = &self.receivers;
+        self.slot_maps.retain(|r, _| receivers.contains(r));
         for (who, fwd) in &self.uplinks {
-            let slot = self.slot_map.iter().position(|s| s == &Some(*who));
-            fwd.set_allowed(slot.is_some());
-            let subs = match slot {
-                Some(slot) => self
-                    .receivers
-                    .iter()
-                    .filter(|r| *r != who)
-                    .filter_map(|r| self.slots.get(r).and_then(|s| s.get(slot)).cloned())
-                    .chain(
-                        self.relays
-                            .values()
-                            .filter_map(|(_, tracks)| tracks.get(slot).cloned()),
-                    )
-                    .collect(),
-                None => Vec::new(),
-            };
+            fwd.set_allowed(self.speakers.contains(who));
+            let relayed = self
+                .listener_map
+                .iter()
+                .position(|s| s == &Some(*who))
+                .map(|slot| {
+                    self.relays
+                        .values()
+                        .filter_map(move |(_, tracks)| tracks.get(slot).cloned())
+                });
+            let subs = self
+                .slot_maps
+                .iter()
+                .filter(|(r, _)| *r != who)
+                .filter_map(|(r, map)| {
+                    let slot = map.iter().position(|s| s == &Some(*who))?;
+                    self.slots.get(r)?.get(slot).cloned()
+                })
+                .chain(relayed.into_iter().flatten())
+                .collect();
             fwd.set_subscribers(subs);
         }
     }

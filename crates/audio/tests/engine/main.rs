@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use confab_audio::{
-    AudioEngine, Decoder, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES,
-    Outgoing, PLAYOUT_LOW_WATER, VoiceConfig,
+    AudioEngine, Decoder, Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, FrameLevel,
+    MAX_PACKET_BYTES, Outgoing, PLAYOUT_LOW_WATER, VoiceConfig,
 };
 
 const RATE: f32 = 48_000.0;
@@ -194,12 +194,16 @@ fn what_the_microphone_hears_goes_out_as_one_packet_per_frame() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let engine = AudioEngine::start(no_processing()).unwrap();
     let sent: Arc<Mutex<Vec<Option<Vec<u8>>>>> = Arc::default();
+    let levels: Arc<Mutex<Vec<Option<FrameLevel>>>> = Arc::default();
     let sink_sent = Arc::clone(&sent);
+    let sink_levels = Arc::clone(&levels);
     engine.set_sink(Some(Box::new(move |out| {
-        sink_sent.lock().unwrap().push(match out {
-            Outgoing::Packet(p) => Some(p.to_vec()),
-            Outgoing::Dtx => None,
-        });
+        let (packet, level) = match out {
+            Outgoing::Packet(p, level) => (Some(p.to_vec()), Some(level)),
+            Outgoing::Dtx => (None, None),
+        };
+        sink_sent.lock().unwrap().push(packet);
+        sink_levels.lock().unwrap().push(level);
     })));
     let (mut mic, ring) = rtrb::RingBuffer::new(48_000);
     engine.set_capture(Some(ring));
@@ -238,6 +242,17 @@ fn what_the_microphone_hears_goes_out_as_one_packet_per_frame() {
     let muted = amplitude(&heard[55_000..72_000], 700.0);
     assert!(muted < 0.01, "muted, the tone is still at {muted}");
     assert_eq!(engine.stats().frames_sent, 75);
+    // Each packet carries its frame's RFC 6464 level: the 0.3 tone is -13.5 dBov (RMS 0.21);
+    // a muted frame is silence, whatever Opus still sends for it.
+    let levels = levels.lock().unwrap().clone();
+    for (i, level) in levels.iter().enumerate().take(48).skip(2) {
+        let dbov = level.map(|l| l.dbov);
+        assert!(matches!(dbov, Some(13..=14)), "frame {i}: {level:?}");
+    }
+    for level in levels[55..].iter().flatten() {
+        assert_eq!(level.dbov, FrameLevel::SILENT, "a muted frame: {level:?}");
+        assert!(!level.voice);
+    }
     // The raw input level is metered whether or not we send.
     let (rms, peak, seq) = engine.input_level();
     assert!(seq > 0 && rms > 0.15 && peak > 0.25, "{rms} {peak} {seq}");

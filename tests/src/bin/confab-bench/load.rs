@@ -6,11 +6,15 @@
 //!   of the size the SFU sends, 50 per second to each of N loopback sockets; its thread's CPU
 //!   per packet, plus SRTP protection per packet on the profile webrtc-rs negotiates first
 //!   (AEAD AES-128-GCM) measured in a loop;
-//! - the SFU: a `confab-server` process, one speaker sending pre-encoded Opus at 50 packets/s,
-//!   and N listeners with real ICE, DTLS and SRTP joining in steps (100, 500, 1,000, 2,000 by
+//! - the SFU: a `confab-server` process, M speakers (`--speakers`, 1 by default) sending
+//!   pre-encoded Opus at 50 packets/s with RFC 6464 levels 6 dB apart (the host loudest), of
+//!   whom the server forwards the loudest three, and N listeners with real ICE, DTLS and SRTP joining in steps (100, 500, 1,000, 2,000 by
 //!   default). At each step, over a window, the server's utime + stime from `/proc` over the
 //!   packets the listeners received, the loss, the forwarding delay (speaker's hand-over to a
 //!   listener's arrival, on a sample of listeners) and the join times of that step's joiners.
+//!   Loss and delay follow the host's packets (listeners learn its slot from `Slot`
+//!   messages); the packets each listener received per second, from every slot, show how
+//!   many speakers were forwarded.
 //!
 //! Listeners are as light as a WebRTC peer can be: signaling by hand and a [`PeerSession`],
 //! no decoder, no jitter buffer; they count packets. The server is pinned to one core and the
@@ -20,14 +24,18 @@
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use confab_audio::{Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES, Outgoing};
+use confab_audio::{
+    Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, FrameLevel, MAX_PACKET_BYTES, Outgoing,
+};
 use confab_client::{Client, ClientConfig};
-use confab_proto::{ClientMsg, PROTOCOL_VERSION, ServerMsg, SpaceId, decode_server, encode};
+use confab_proto::{
+    ClientMsg, PROTOCOL_VERSION, ParticipantId, ServerMsg, SpaceId, decode_server, encode,
+};
 use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
 use confab_tests::bench::cpu::{process_ticks, ticks_per_second};
 use confab_tests::bench::report::percentile;
@@ -44,6 +52,13 @@ const RTP_HEADER: usize = 12;
 const SRTP_GCM_TAG: usize = 16;
 /// Listeners whose every packet is stamped on arrival for the delay figures.
 const DELAY_SAMPLE: usize = 20;
+/// At most this many speakers (the host and the room's default of 10 speakers).
+const MAX_SPEAKERS: usize = 11;
+/// The speakers a listener receives at once (the server's default `max_forwarded_speakers`).
+const FORWARDED: usize = 3;
+/// The host's packets say -20 dBov; each further speaker's 6 dB quieter.
+const HOST_DBOV: u8 = 20;
+const DBOV_STEP: u8 = 6;
 
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct LoadArgs {
@@ -65,6 +80,10 @@ pub(crate) struct LoadArgs {
     /// Do not pin the server and the generator to separate cores.
     #[arg(long)]
     no_pin: bool,
+    /// Speakers sending at once (the host and M - 1 more on stage), 1..=11; the server
+    /// forwards the loudest three.
+    #[arg(long, default_value_t = 1)]
+    speakers: usize,
 }
 
 /// Runs the benchmark; the process exits within `--max-seconds` whatever happens.
@@ -83,6 +102,10 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=64).contains(&args.join_concurrency),
         "--join-concurrency must be 1..=64"
+    );
+    anyhow::ensure!(
+        (1..=MAX_SPEAKERS).contains(&args.speakers),
+        "--speakers must be 1..={MAX_SPEAKERS}"
     );
     anyhow::ensure!(
         (10..=MAX_RUN_SECONDS).contains(&args.max_seconds),
@@ -117,8 +140,10 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<()> {
     let packet_bytes = RTP_HEADER + mean_payload + SRTP_GCM_TAG;
 
     println!(
-        "confab-bench load: 1 speaker, listeners {:?}, {} s windows, packets {} bytes \
+        "confab-bench load: {} speaker(s) (levels -{HOST_DBOV} dBov down in {DBOV_STEP} dB \
+         steps), listeners {:?}, {} s windows, packets {} bytes \
          (RTP {RTP_HEADER} + Opus {mean_payload} + GCM tag {SRTP_GCM_TAG}), server {}",
+        args.speakers,
         args.listeners,
         args.seconds,
         packet_bytes,
@@ -387,6 +412,27 @@ struct Heard {
     in_window: AtomicU64,
     /// (RTP timestamp, arrival) of every packet, for the sampled listeners only.
     samples: Option<Mutex<Vec<(u32, Instant)>>>,
+    /// The receive slot that carries the host now (`usize::MAX`: none), from `Slot` messages.
+    host_slot: AtomicUsize,
+}
+
+impl Heard {
+    /// Keeps track of the host's slot.
+    fn note(&self, msg: &ServerMsg, host: ParticipantId) {
+        if let ServerMsg::Slot { slot, speaker } = msg {
+            let slot = usize::from(*slot);
+            if *speaker == Some(host) {
+                self.host_slot.store(slot, Ordering::Relaxed);
+            } else {
+                let _ = self.host_slot.compare_exchange(
+                    slot,
+                    usize::MAX,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
 }
 
 /// The speaker's frames a measurement window covers, `lo..hi` by frame index: loss is what
@@ -431,10 +477,17 @@ async fn next_server_msg(ws: &mut Ws) -> anyhow::Result<ServerMsg> {
 async fn join_listener(
     url: &str,
     space: SpaceId,
+    host: ParticipantId,
     index: usize,
     sampled: bool,
     window: Arc<Window>,
 ) -> anyhow::Result<Listener> {
+    let heard = Arc::new(Heard {
+        packets: AtomicU64::new(0),
+        in_window: AtomicU64::new(0),
+        samples: sampled.then(|| Mutex::new(Vec::new())),
+        host_slot: AtomicUsize::new(usize::MAX),
+    });
     let ws_url = format!("{}/ws", url.replacen("http://", "ws://", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str()).await?;
     let send = |msg: &ClientMsg| Message::Text(encode(msg).into());
@@ -457,7 +510,7 @@ async fn join_listener(
         match next_server_msg(&mut ws).await? {
             ServerMsg::Joined { .. } => break,
             ServerMsg::Error { message, .. } => bail!("join refused: {message}"),
-            _ => {}
+            other => heard.note(&other, host),
         }
     }
     let mut session = PeerSession::new(&RtcConfig::default()).await?;
@@ -469,14 +522,9 @@ async fn join_listener(
         match next_server_msg(&mut ws).await? {
             ServerMsg::Answer { sdp } => break session.accept_answer(sdp).await?,
             ServerMsg::Error { message, .. } => bail!("offer refused: {message}"),
-            _ => {}
+            other => heard.note(&other, host),
         }
     }
-    let heard = Arc::new(Heard {
-        packets: AtomicU64::new(0),
-        in_window: AtomicU64::new(0),
-        samples: sampled.then(|| Mutex::new(Vec::new())),
-    });
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Instant>();
     let task = {
         let heard = Arc::clone(&heard);
@@ -485,17 +533,30 @@ async fn join_listener(
             let first = Arc::new(Mutex::new(Some(first_tx)));
             loop {
                 tokio::select! {
-                    // Signaling is drained (participant lists grow with every join) and
-                    // otherwise ignored.
-                    frame = ws.next() => if !matches!(frame, Some(Ok(_))) { break },
+                    // Signaling is drained (participant lists grow with every join); only
+                    // where the host is matters.
+                    frame = ws.next() => match frame {
+                        Some(Ok(Message::Text(t))) => {
+                            if let Ok(msg) = decode_server(t.as_str()) {
+                                heard.note(&msg, host);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
                     event = session.next_event() => match event {
                         Some(SessionEvent::RemoteAudio(remote)) => {
                             let heard = Arc::clone(&heard);
                             let first = Arc::clone(&first);
                             let window = Arc::clone(&window);
+                            let slot = remote.slot();
                             tokio::spawn(async move {
                                 while let Some(p) = remote.recv().await {
                                     heard.packets.fetch_add(1, Ordering::Relaxed);
+                                    let host_slot = heard.host_slot.load(Ordering::Relaxed);
+                                    if slot != Some(host_slot) {
+                                        continue;
+                                    }
                                     if window.covers(p.timestamp) {
                                         heard.in_window.fetch_add(1, Ordering::Relaxed);
                                     }
@@ -562,13 +623,66 @@ async fn start_speaker(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(Instant::now());
-                if mic.try_send_encoded(Outgoing::Packet(p)).is_ok() {
+                if mic
+                    .try_send_encoded(Outgoing::Packet(
+                        p,
+                        FrameLevel {
+                            dbov: HOST_DBOV,
+                            voice: true,
+                        },
+                    ))
+                    .is_ok()
+                {
                     speaker.sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
     }
     Ok((host, joined.space.id, speaker))
+}
+
+/// Brings `count` more speakers on stage in the host's space (signed-in accounts) and starts
+/// them sending the same pre-encoded Opus as the host, each `DBOV_STEP` dB quieter than the
+/// one before. Their clients are returned so they stay connected.
+async fn start_more_speakers(
+    url: &str,
+    host: &Client,
+    space: &SpaceId,
+    count: usize,
+    payloads: &[Vec<u8>],
+) -> anyhow::Result<(Vec<Client>, tempfile::TempDir)> {
+    let keys = tempfile::tempdir()?;
+    let mut clients = Vec::new();
+    for k in 1..=count {
+        let handle = format!("speaker{k}");
+        let token = confab_tests::sign_in(url, keys.path(), &handle).await?;
+        let (client, mut streams) =
+            Client::connect(ClientConfig::new(url.to_owned(), handle.as_str()).with_token(token))
+                .await?;
+        client.join(space).await?;
+        let mic = client.mic().await?;
+        confab_tests::bring_on_stage(host, &client, &mut streams.events).await?;
+        let confab_client::Streams {
+            mut events,
+            mut audio,
+        } = streams;
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        tokio::spawn(async move { while audio.recv().await.is_some() {} });
+        let dbov = HOST_DBOV.saturating_add(DBOV_STEP.saturating_mul(k as u8));
+        let payloads = payloads.to_vec();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(20));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            // Each starts at another point of the speech, as different voices would.
+            for p in payloads.iter().cycle().skip(k * 7) {
+                ticker.tick().await;
+                let level = FrameLevel { dbov, voice: true };
+                let _ = mic.try_send_encoded(Outgoing::Packet(p, level));
+            }
+        });
+        clients.push(client);
+    }
+    Ok((clients, keys))
 }
 
 /// Time the process's threads spent runnable but waiting for a CPU, ns (the second field of
@@ -637,7 +751,11 @@ async fn sfu_run(
     let server_pid = server.child.id();
     let me = std::process::id();
     let hz = ticks_per_second() as f64;
-    let (_host, space, speaker) = start_speaker(&server.url, payloads).await?;
+    let (host, space, speaker) = start_speaker(&server.url, payloads.clone()).await?;
+    let host_id = host.id();
+    let (_speakers, _keys) =
+        start_more_speakers(&server.url, &host, &space, args.speakers - 1, &payloads).await?;
+    let forwarded = args.speakers.min(FORWARDED);
     let window = Duration::from_secs_f64(args.seconds);
     let frames = Arc::new(Window {
         base: speaker.base,
@@ -663,7 +781,9 @@ async fn sfu_run(
                 let url = url.clone();
                 let space = space.clone();
                 let frames = Arc::clone(&frames);
-                async move { join_listener(&url, space, i, i < DELAY_SAMPLE, frames).await }
+                async move {
+                    join_listener(&url, space, host_id, i, i < DELAY_SAMPLE, frames).await
+                }
             })
             .buffer_unordered(args.join_concurrency)
             .collect()
@@ -727,7 +847,7 @@ async fn sfu_run(
         let udp1 = udp_counters();
         let wait1 = runqueue_wait_ns(server_pid);
         let got = got1 - got0;
-        let expected = (sent1 - sent0) * listeners.len() as u64;
+        let expected = (sent1 - sent0) * listeners.len() as u64 * forwarded as u64;
         // The window's last frames are still on their way (or queued in the server): wait
         // until nothing more of them arrives, 5 s at most.
         let in_window = |ls: &[Listener]| -> u64 {
@@ -780,6 +900,13 @@ async fn sfu_run(
                 expected
             );
         }
+        let per_listener = got as f64 / listeners.len().max(1) as f64 / wall.as_secs_f64();
+        println!(
+            "  each listener received {per_listener:.1} packets/s from all its slots \
+             ({} speakers sending 50 packets/s; {forwarded} forwarded would be {})",
+            args.speakers,
+            forwarded * 50
+        );
         let step = Step {
             n: listeners.len(),
             failed_joins: failed,

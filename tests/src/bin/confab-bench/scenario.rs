@@ -298,7 +298,7 @@ async fn devices_only(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Resu
     let (mut seq, mut timestamp) = (0u16, 0u32);
     engine.set_sink(Some(Box::new(move |frame| {
         // RTP as the client numbers it: a DTX pause advances the clock, not the sequence.
-        if let Outgoing::Packet(p) = frame {
+        if let Outgoing::Packet(p, _) = frame {
             let _ = tx.send((seq, timestamp, p.to_vec()));
             seq = seq.wrapping_add(1);
         }
