@@ -16,6 +16,7 @@ pub mod accounts;
 mod config;
 mod db;
 mod http;
+pub mod overload;
 pub mod reports;
 mod room;
 pub mod schedules;

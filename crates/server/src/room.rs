@@ -404,14 +404,15 @@ impl RoomActor {
         if let Some(conn) = self.conns.get(&to)
             && conn.try_send(msg).is_err()
         {
-            tracing::warn!(participant = %to, "signaling queue full or closed; message dropped");
+            // Counted, not logged one by one: under overload that would be a line per message.
+            crate::overload::signaling_dropped();
         }
     }
 
     fn broadcast(&self, msg: &ServerMsg, except: Option<ParticipantId>) {
         for (who, conn) in &self.conns {
             if Some(*who) != except && conn.try_send(msg.clone()).is_err() {
-                tracing::warn!(participant = %who, "signaling queue full or closed; message dropped");
+                crate::overload::signaling_dropped();
             }
         }
     }
