@@ -9,7 +9,7 @@ use confab_core::Room;
 use confab_proto::{
     ClientMsg, ErrorCode, MAX_NAME_CHARS, MAX_TITLE_CHARS, MAX_TOPIC_CHARS, MAX_TOPICS,
     PROTOCOL_VERSION, ParticipantId, Role, ServerMsg, SpaceId, SpaceState, UserId, decode_client,
-    encode,
+    encode, joined_frames,
 };
 use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
 use futures_util::{SinkExt, StreamExt};
@@ -482,11 +482,7 @@ impl Conn {
             }
         }
         tracing::info!(space = %id, host = %self.who, "space opened");
-        vec![ServerMsg::Joined {
-            space: info,
-            role: Role::Host,
-            host_token: Some(token),
-        }]
+        joined_frames(info, Role::Host, Some(token))
     }
 
     /// Why `id` cannot be entered when no room task has it.
@@ -550,11 +546,9 @@ impl Conn {
         match ask(&tx, make(reply), rx).await {
             Some(Ok(space)) => {
                 self.room = Some((id, tx));
-                vec![ServerMsg::Joined {
-                    space,
-                    role,
-                    host_token,
-                }]
+                // Paged here, not in the room task: the room only clones its roster, and the
+                // connection tasks share the encoding across cores.
+                joined_frames(space, role, host_token)
             }
             Some(Err(r)) => vec![refusal(r)],
             None => vec![self.missing(&id).await],
