@@ -166,7 +166,7 @@ async fn a_storm_with_real_webrtc_hears_the_host() {
 }
 
 /// Stated: a listener connected with real WebRTC costs the server at most this much resident
-/// memory. Measured here at about 390 KiB (RSS and PSS alike, debug build, 200 listeners past 20);
+/// memory. Measured here at about 260 KiB (RSS and PSS alike, debug build, 200 listeners past 20);
 /// the bound leaves room for allocator and runtime noise.
 const MAX_KIB_PER_LISTENER: u64 = 1024;
 
