@@ -20,7 +20,28 @@ pub(crate) type Refusal = (ErrorCode, String);
 
 /// Outbound signaling to one connection. Bounded: a client that stops reading is cut off
 /// rather than making the room buffer without limit.
-pub(crate) type Conn = mpsc::Sender<ServerMsg>;
+pub(crate) type Conn = mpsc::Sender<Outbound>;
+
+/// A message on its way to connections: encoded once, however many it goes to (a roster
+/// batch goes to every participant each tick; the text is reference-counted, not copied).
+#[derive(Clone, Debug)]
+pub(crate) struct Outbound {
+    pub(crate) text: axum::extract::ws::Utf8Bytes,
+    /// For [`ServerMsg::Ended`]: the space the connection is no longer in once it sends this.
+    pub(crate) ended: Option<SpaceId>,
+}
+
+impl Outbound {
+    pub(crate) fn new(msg: &ServerMsg) -> Outbound {
+        Outbound {
+            text: confab_proto::encode(msg).into(),
+            ended: match msg {
+                ServerMsg::Ended { space, .. } => Some(space.clone()),
+                _ => None,
+            },
+        }
+    }
+}
 
 pub(crate) enum RoomCmd {
     Join {
@@ -401,8 +422,12 @@ impl RoomActor {
     }
 
     fn send(&self, to: ParticipantId, msg: ServerMsg) {
+        self.send_encoded(to, &Outbound::new(&msg));
+    }
+
+    fn send_encoded(&self, to: ParticipantId, out: &Outbound) {
         if let Some(conn) = self.conns.get(&to)
-            && conn.try_send(msg).is_err()
+            && conn.try_send(out.clone()).is_err()
         {
             // Counted, not logged one by one: under overload that would be a line per message.
             crate::overload::signaling_dropped();
@@ -410,8 +435,9 @@ impl RoomActor {
     }
 
     fn broadcast(&self, msg: &ServerMsg, except: Option<ParticipantId>) {
+        let out = Outbound::new(msg);
         for (who, conn) in &self.conns {
-            if Some(*who) != except && conn.try_send(msg.clone()).is_err() {
+            if Some(*who) != except && conn.try_send(out.clone()).is_err() {
                 crate::overload::signaling_dropped();
             }
         }
@@ -426,13 +452,12 @@ impl RoomActor {
         if map != self.slot_map {
             for (slot, (old, new)) in self.slot_map.iter().zip(map.iter()).enumerate() {
                 if old != new {
-                    let msg = ServerMsg::Slot {
+                    let out = Outbound::new(&ServerMsg::Slot {
                         slot: slot as u8,
                         speaker: *new,
-                    };
-                    let receivers: Vec<ParticipantId> = self.receivers.iter().copied().collect();
-                    for r in receivers {
-                        self.send(r, msg.clone());
+                    });
+                    for r in &self.receivers {
+                        self.send_encoded(*r, &out);
                     }
                 }
             }

@@ -37,7 +37,7 @@ struct Conn {
     user: Option<UserId>,
     room: Option<(SpaceId, mpsc::Sender<RoomCmd>)>,
     session: Option<PeerSession>,
-    out: mpsc::Sender<ServerMsg>,
+    out: room::Conn,
     /// Set once the client asked for directory updates.
     watching: Option<watch::Receiver<u64>>,
     close: bool,
@@ -46,7 +46,7 @@ struct Conn {
 pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
     let who = ParticipantId(shared.next_participant.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<ServerMsg>(256);
+    let (out_tx, mut out_rx) = mpsc::channel::<room::Outbound>(256);
     let mut shutdown = shared.shutdown.clone();
     let mut conn = Conn {
         shared,
@@ -94,14 +94,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
                     break;
                 }
             }
-            Some(msg) = out_rx.recv() => {
-                if let ServerMsg::Ended { space, .. } = &msg
+            Some(out) = out_rx.recv() => {
+                if let Some(space) = &out.ended
                     && conn.room.as_ref().is_some_and(|(id, _)| id == space)
                 {
                     conn.room = None;
                     conn.close_media().await;
                 }
-                if send(&mut sink, &msg).await.is_err() { break; }
+                if sink.send(Message::Text(out.text)).await.is_err() { break; }
             }
             true = directory_changed(&mut conn.watching) => {
                 // Coalesce a burst of changes (a join storm) into one snapshot.
