@@ -228,7 +228,7 @@ async fn a_listener_on_node_b_hears_a_host_on_node_a_through_b_restarting() {
     let seen = host_still_live(&mut host_streams);
     assert!(
         seen.iter()
-            .any(|e| matches!(e, Event::ParticipantJoined(p) if p.id == bob.id())),
+            .any(|e| matches!(e, Event::Participants { joined, .. } if joined.iter().any(|p| p.id == bob.id()))),
         "the host never saw bob join: {seen:?}"
     );
     let stats_a = a.cluster_stats().unwrap();

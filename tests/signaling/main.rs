@@ -47,8 +47,7 @@ async fn expect_error(ws: &mut Ws, frame: String, want: ErrorCode) {
             }
             Some(
                 ServerMsg::Slot { .. }
-                | ServerMsg::ParticipantJoined { .. }
-                | ServerMsg::ParticipantLeft { .. }
+                | ServerMsg::Participants { .. }
                 | ServerMsg::ParticipantUpdated { .. },
             ) => continue,
             other => panic!("frame {:.80}: expected {want:?}, got {other:?}", frame),

@@ -2,6 +2,7 @@
 //! speech-like test signals, and the signal math that says whether audio arrived intact.
 
 pub mod bench;
+pub mod storm;
 
 pub use confab_testkit::{pulse, signal};
 

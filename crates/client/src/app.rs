@@ -50,6 +50,10 @@ use web::Web;
 /// How long an avatar fetched (or found missing) is trusted before asking again.
 const AVATAR_FRESH: Duration = Duration::from_secs(60);
 
+/// Roster news of at most this many people shows a toast for each; more (a join storm) only
+/// updates the roster and its counts.
+const PARTICIPANT_TOASTS: usize = 3;
+
 /// A followed host is announced at most once in this many seconds.
 pub const NOTIFY_WINDOW_SECS: i64 = 60;
 
@@ -1335,42 +1339,56 @@ impl Inner {
                 }
                 self.emit(AppEvent::Current { current }).await;
             }
-            Event::ParticipantJoined(p) => {
-                self.want_avatars(std::slice::from_ref(&p));
-                let current = {
-                    let mut m = lock(&self.model);
-                    if let Some(cur) = m.current.as_mut()
-                        && !cur.space.participants.iter().any(|q| q.id == p.id)
-                    {
-                        cur.space.participants.push(p.clone());
-                    }
-                    m.current.clone()
-                };
-                self.emit(AppEvent::Current { current }).await;
-                self.emit(AppEvent::Participant {
-                    participant: p,
-                    joined: true,
-                })
-                .await;
-            }
-            Event::ParticipantLeft(id) => {
+            Event::Participants { joined, left, .. } => {
+                self.want_avatars(&joined);
                 let (current, gone) = {
                     let mut m = lock(&self.model);
-                    let mut gone = None;
-                    if let Some(cur) = m.current.as_mut()
-                        && let Some(pos) = cur.space.participants.iter().position(|q| q.id == id)
-                    {
-                        gone = Some(cur.space.participants.remove(pos));
+                    let mut gone = Vec::new();
+                    if let Some(cur) = m.current.as_mut() {
+                        let people = &mut cur.space.participants;
+                        if !left.is_empty() {
+                            let left: HashSet<ParticipantId> = left.iter().copied().collect();
+                            people.retain(|p| {
+                                let going = left.contains(&p.id);
+                                if going {
+                                    gone.push(p.clone());
+                                }
+                                !going
+                            });
+                        }
+                        // One lookup table per batch, not a scan per entry: a batch in a join
+                        // storm holds dozens of people and the roster thousands.
+                        let mut at: HashMap<ParticipantId, usize> =
+                            people.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+                        for p in &joined {
+                            match at.get(&p.id) {
+                                Some(&i) => people[i] = p.clone(),
+                                None => {
+                                    at.insert(p.id, people.len());
+                                    people.push(p.clone());
+                                }
+                            }
+                        }
                     }
                     (m.current.clone(), gone)
                 };
                 self.emit(AppEvent::Current { current }).await;
-                if let Some(participant) = gone {
-                    self.emit(AppEvent::Participant {
-                        participant,
-                        joined: false,
-                    })
-                    .await;
+                // A toast per person for a few; in a crowd's rush the count says it.
+                if joined.len() + gone.len() <= PARTICIPANT_TOASTS {
+                    for participant in joined {
+                        self.emit(AppEvent::Participant {
+                            participant,
+                            joined: true,
+                        })
+                        .await;
+                    }
+                    for participant in gone {
+                        self.emit(AppEvent::Participant {
+                            participant,
+                            joined: false,
+                        })
+                        .await;
+                    }
                 }
             }
             Event::Slot { slot, speaker } => {

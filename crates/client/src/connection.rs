@@ -113,32 +113,30 @@ pub struct Joined {
 pub enum Event {
     /// Media is connected: audio can flow both ways.
     MediaConnected,
-    ParticipantJoined(ParticipantInfo),
-    ParticipantLeft(ParticipantId),
+    /// Who came and went since the last news (the server gathers listeners' comings and goings
+    /// for a short tick). Apply `left` first, then `joined`, replacing an entry with a known id.
+    /// `listeners` is how many listeners the space has now.
+    Participants {
+        joined: Vec<ParticipantInfo>,
+        left: Vec<ParticipantId>,
+        listeners: u32,
+    },
     /// Receive slot `slot` now carries `speaker`.
     Slot {
         slot: usize,
         speaker: Option<ParticipantId>,
     },
     /// The space ended.
-    Ended {
-        space: SpaceId,
-        reason: EndReason,
-    },
+    Ended { space: SpaceId, reason: EndReason },
     /// The live directory changed (after [`Client::watch_directory`]).
     Directory(Vec<SpaceSummary>),
     /// An error the server sent that answered no request of ours.
-    ServerError {
-        code: ErrorCode,
-        message: String,
-    },
+    ServerError { code: ErrorCode, message: String },
     /// A stage message for the UI: a participant's role, mute or hand changed, the hand queue,
     /// an invitation to speak, a reaction, chat, a pin, or this client's removal.
     Stage(ServerMsg),
     /// The connection to the server is gone.
-    Disconnected {
-        reason: String,
-    },
+    Disconnected { reason: String },
 }
 
 /// One decoded piece of a speaker's audio, 48 kHz mono.
@@ -358,6 +356,7 @@ impl Client {
             events: events_tx,
             audio: audio_tx,
             pending: VecDeque::new(),
+            assembling: None,
             session: None,
             mic_track: None,
             mic: None,
@@ -507,6 +506,9 @@ struct Task {
     events: mpsc::Sender<Event>,
     audio: mpsc::Sender<AudioFrame>,
     pending: VecDeque<Pending>,
+    /// A `Joined` whose roster pages are still arriving, and how many are to come: the reply
+    /// to create, join or resume waits for the whole roster.
+    assembling: Option<(Joined, u32)>,
     session: Option<PeerSession>,
     mic_track: Option<LocalAudio>,
     mic: Option<Mic>,
@@ -626,41 +628,52 @@ impl Task {
                 space,
                 role,
                 host_token,
+                more,
+                ..
             } => {
                 let joined = Joined {
                     space,
                     role,
                     host_token,
                 };
-                if let Some(Pending::Joined(tx)) = self.pending.front() {
-                    let _ = tx;
-                    if let Some(Pending::Joined(tx)) = self.pending.pop_front() {
-                        let _ = tx.send(Ok(joined));
-                    }
-                }
-                if let Err(e) = self.start_media().await {
-                    tracing::error!(error = %e, "starting media");
-                    let _ = self
-                        .events
-                        .send(Event::ServerError {
-                            code: ErrorCode::MediaFailed,
-                            message: e.to_string(),
-                        })
-                        .await;
+                if more == 0 {
+                    self.joined(joined).await;
+                } else {
+                    self.assembling = Some((joined, more));
                 }
             }
+            ServerMsg::Participants {
+                joined,
+                left,
+                listeners,
+            } => match self.assembling.as_mut() {
+                // The rest of the roster we joined with: the pages follow `Joined` directly.
+                Some((snapshot, more)) => {
+                    let people = &mut snapshot.space.participants;
+                    people.retain(|p| !left.contains(&p.id));
+                    people.extend(joined);
+                    *more -= 1;
+                    if *more == 0
+                        && let Some((snapshot, _)) = self.assembling.take()
+                    {
+                        self.joined(snapshot).await;
+                    }
+                }
+                None => {
+                    self.emit(Event::Participants {
+                        joined,
+                        left,
+                        listeners,
+                    })
+                    .await;
+                }
+            },
             ServerMsg::Answer { sdp } => {
                 if let Some(session) = &self.session
                     && let Err(e) = session.accept_answer(sdp).await
                 {
                     tracing::error!(error = %e, "applying the server's answer");
                 }
-            }
-            ServerMsg::ParticipantJoined { participant } => {
-                self.emit(Event::ParticipantJoined(participant)).await;
-            }
-            ServerMsg::ParticipantLeft { participant } => {
-                self.emit(Event::ParticipantLeft(participant)).await;
             }
             ServerMsg::Slot { slot, speaker } => {
                 self.emit(Event::Slot {
@@ -695,6 +708,25 @@ impl Task {
 
     async fn emit(&self, event: Event) {
         let _ = self.events.send(event).await;
+    }
+
+    /// We are in a space with the whole roster: answer the request and start media.
+    async fn joined(&mut self, joined: Joined) {
+        if matches!(self.pending.front(), Some(Pending::Joined(_)))
+            && let Some(Pending::Joined(tx)) = self.pending.pop_front()
+        {
+            let _ = tx.send(Ok(joined));
+        }
+        if let Err(e) = self.start_media().await {
+            tracing::error!(error = %e, "starting media");
+            let _ = self
+                .events
+                .send(Event::ServerError {
+                    code: ErrorCode::MediaFailed,
+                    message: e.to_string(),
+                })
+                .await;
+        }
     }
 
     async fn start_media(&mut self) -> Result<(), ClientError> {

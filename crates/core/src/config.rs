@@ -21,6 +21,9 @@ pub struct RoomConfig {
     pub reaction_limit: RateLimit,
     /// How fast one account may chat.
     pub chat_limit: RateLimit,
+    /// How long listeners' joins and leaves are gathered before one
+    /// [`ServerMsg::Participants`](confab_proto::ServerMsg) announces them all (zero: at once).
+    pub roster_tick: Duration,
 }
 
 impl RoomConfig {
@@ -32,7 +35,8 @@ impl RoomConfig {
 
 impl Default for RoomConfig {
     /// 10 000 people; 2 co-hosts and 10 speakers, so 13 on the mic with the host; reactions in
-    /// bursts of 5 then one a second; chat in bursts of 3 then one every 2 seconds.
+    /// bursts of 5 then one a second; chat in bursts of 3 then one every 2 seconds; roster news
+    /// every 150 ms at most.
     fn default() -> Self {
         RoomConfig {
             max_participants: 10_000,
@@ -47,6 +51,7 @@ impl Default for RoomConfig {
                 burst: 3,
                 every: Duration::from_secs(2),
             },
+            roster_tick: Duration::from_millis(150),
         }
     }
 }
@@ -60,6 +65,7 @@ mod tests {
         let config = RoomConfig::default();
         assert_eq!(config.max_participants, 10_000);
         assert_eq!(config.host_grace, Duration::from_secs(30));
+        assert_eq!(config.roster_tick, Duration::from_millis(150));
         assert_eq!(config.listener_seats(), 9_999);
         assert_eq!(1 + config.max_cohosts + config.max_speakers, 13);
         let tiny = RoomConfig {

@@ -21,6 +21,13 @@
 //! is told so ([`Output::Send`]) just before it and never comes back to the space;
 //! [`Output::Ended`] comes at most once and nothing comes after it. No input sequence panics.
 //!
+//! Listeners' joins and leaves are gathered for [`RoomConfig::roster_tick`] and announced in one
+//! [`ServerMsg::Participants`](confab_proto::ServerMsg) broadcast (a join storm of N costs N
+//! broadcasts per tick, not N²); the stage's go out at once, and any other message goes out
+//! after the news gathered before it, so nobody hears of someone before hearing they joined.
+//! Someone who applies every news broadcast to the roster it joined with ([`Room::info`] right
+//! after its join) holds the room's roster whenever no news is gathered ([`Room::news_due`]).
+//!
 //! It must never do IO, read a clock, spawn threads or tasks, take locks or use randomness:
 //! everything it knows arrives through its arguments.
 

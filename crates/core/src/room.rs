@@ -51,7 +51,24 @@ pub struct Room {
     /// When the empty host seat gives up. Set only while the room is live and the host seat is
     /// empty; `None` then too if `host_grace` reaches past what an `Instant` can hold.
     host_deadline: Option<Instant>,
+    /// Listeners' comings and goings not announced yet (see [`RosterNews`]).
+    news: RosterNews,
     outputs: VecDeque<Output>,
+}
+
+/// Roster news gathered for one tick ([`RoomConfig::roster_tick`]) so that a join storm costs
+/// one broadcast per tick instead of one per join (N² messages for N joins). Announced as
+/// [`ServerMsg::Participants`]: clients apply `left`, then `joined`, replacing by id, so the
+/// news may repeat what a joiner's snapshot already holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RosterNews {
+    /// Entries to add or replace, in join order.
+    joined: Vec<ParticipantInfo>,
+    /// Ids to drop. Never undone by a later join in the same tick: someone who joined in this
+    /// tick and left again may be in a snapshot a later joiner received.
+    left: Vec<ParticipantId>,
+    /// When the news goes out; `None` while there is none.
+    due: Option<Instant>,
 }
 
 impl Room {
@@ -132,6 +149,7 @@ impl Room {
             chat_rate: BTreeMap::new(),
             ended: None,
             host_deadline: None,
+            news: RosterNews::default(),
             outputs: VecDeque::new(),
         }
     }
@@ -144,10 +162,10 @@ impl Room {
             return Err(RoomError::Ended);
         }
         match input {
-            Input::Join { who, name, user } => self.join(who, &name, user),
+            Input::Join { who, name, user } => self.join(who, &name, user, now),
             Input::Leave { who } => self.leave(who, now, false),
             Input::Disconnected { who } => self.leave(who, now, true),
-            Input::Resume { who, name } => self.resume(who, &name),
+            Input::Resume { who, name } => self.resume(who, &name, now),
             // Only the host may end, and the host needs no account: so the refusal says
             // "not allowed" whoever else asks, signed in or not.
             Input::End { who } => match self.roster.role_of(who) {
@@ -190,15 +208,27 @@ impl Room {
         self.outputs.pop_front()
     }
 
-    /// When [`Room::handle_timeout`] must next be called: the host-grace deadline while the
-    /// host seat is empty, else `None`.
+    /// When [`Room::handle_timeout`] must next be called: when gathered roster news is due,
+    /// or the host-grace deadline while the host seat is empty; else `None`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.host_deadline
+        match (self.news.due, self.host_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Ends the room with [`EndReason::HostGone`] if the host-grace deadline is at or before
-    /// `now`. Harmless to call early or often.
+    /// When the gathered roster news goes out; `None` while none is gathered.
+    pub fn news_due(&self) -> Option<Instant> {
+        self.news.due
+    }
+
+    /// Announces gathered roster news that is due, and ends the room with
+    /// [`EndReason::HostGone`] if the host-grace deadline is at or before `now`. Harmless to
+    /// call early or often.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.news.due.is_some_and(|due| due <= now) {
+            self.flush_news();
+        }
         if self.host_deadline.is_some_and(|deadline| deadline <= now) {
             self.end(EndReason::HostGone);
         }
@@ -319,6 +349,7 @@ impl Room {
         who: ParticipantId,
         name: &str,
         user: Option<UserId>,
+        now: Instant,
     ) -> Result<(), RoomError> {
         if self.roster.contains(who) {
             return Err(RoomError::AlreadyIn);
@@ -349,10 +380,7 @@ impl Room {
             ..ParticipantInfo::new(who, name, Role::Listener)
         };
         self.roster.add(info.clone());
-        self.broadcast(
-            ServerMsg::ParticipantJoined { participant: info },
-            Some(who),
-        );
+        self.announce_join(info, now);
         self.media(MediaChange::StartReceiving(who));
         Ok(())
     }
@@ -387,19 +415,20 @@ impl Room {
                 rates.remove(&info.user);
             }
         }
-        self.broadcast(ServerMsg::ParticipantLeft { participant: who }, Some(who));
         if forwards(&info) {
             self.media(MediaChange::StopSpeaking(who));
         }
         self.media(MediaChange::StopReceiving(who));
-        // After it stops receiving, so the one who left is told nothing more.
+        // After it stops receiving, so the one who left is told nothing more (a removed one
+        // has had its notice).
+        self.announce_leave(&info, now);
         if info.hand_raised {
             self.hands.retain(|h| *h != who);
             self.broadcast_hands();
         }
     }
 
-    fn resume(&mut self, who: ParticipantId, name: &str) -> Result<(), RoomError> {
+    fn resume(&mut self, who: ParticipantId, name: &str, now: Instant) -> Result<(), RoomError> {
         if self.roster.host().is_some() {
             return Err(RoomError::HostPresent);
         }
@@ -416,12 +445,7 @@ impl Room {
             ..ParticipantInfo::new(who, name, Role::Host)
         };
         self.host_deadline = None;
-        self.broadcast(
-            ServerMsg::ParticipantJoined {
-                participant: info.clone(),
-            },
-            Some(who),
-        );
+        self.announce_join(info.clone(), now);
         self.seat_host(info);
         Ok(())
     }
@@ -437,6 +461,8 @@ impl Room {
     /// Tells everyone present, releases everyone's media, then reports the end. Only called
     /// while live, so `Output::Ended` is emitted once.
     fn end(&mut self, reason: EndReason) {
+        // Nobody needs to hear who came and went in a space that is over.
+        self.news = RosterNews::default();
         let msg = ServerMsg::Ended {
             space: self.id.clone(),
             reason,
@@ -455,12 +481,56 @@ impl Room {
         self.outputs.push_back(Output::Ended { reason });
     }
 
+    /// Queues `msg` for everyone; gathered roster news goes first, so nobody hears of a
+    /// participant (an update, a chat, a hand) before hearing that it joined.
     fn broadcast(&mut self, msg: ServerMsg, except: Option<ParticipantId>) {
+        self.flush_news();
         self.outputs.push_back(Output::Broadcast { msg, except });
     }
 
     fn send(&mut self, to: ParticipantId, msg: ServerMsg) {
+        self.flush_news();
         self.outputs.push_back(Output::Send { to, msg });
+    }
+
+    /// Gathers `info`'s arrival for the next tick; the stage's (a host resuming) go out at
+    /// once, since slot and media news about it follow right away.
+    fn announce_join(&mut self, info: ParticipantInfo, now: Instant) {
+        let stage = info.role.speaks();
+        self.news.joined.retain(|p| p.id != info.id);
+        self.news.joined.push(info);
+        self.schedule_news(stage, now);
+    }
+
+    /// Gathers `info`'s departure for the next tick (the stage's at once).
+    fn announce_leave(&mut self, info: &ParticipantInfo, now: Instant) {
+        self.news.joined.retain(|p| p.id != info.id);
+        if !self.news.left.contains(&info.id) {
+            self.news.left.push(info.id);
+        }
+        self.schedule_news(info.role.speaks(), now);
+    }
+
+    /// Sends the gathered news at the end of the tick, or now if `now_please`.
+    fn schedule_news(&mut self, now_please: bool, now: Instant) {
+        let due = match self.news.due {
+            Some(due) => Some(due),
+            None => now.checked_add(self.config.roster_tick),
+        };
+        match due {
+            Some(due) if !now_please && due > now => self.news.due = Some(due),
+            _ => self.flush_news(),
+        }
+    }
+
+    /// Announces the gathered roster news to everyone in the room now.
+    fn flush_news(&mut self) {
+        let news = std::mem::take(&mut self.news);
+        let listeners = self.listener_count();
+        for msg in confab_proto::participants_frames(news.joined, news.left, listeners) {
+            self.outputs
+                .push_back(Output::Broadcast { msg, except: None });
+        }
     }
 
     fn broadcast_hands(&mut self) {
@@ -487,17 +557,31 @@ mod tests {
     const HOST: ParticipantId = ParticipantId(1);
     const ANN: ParticipantId = ParticipantId(2);
     const BOB: ParticipantId = ParticipantId(3);
+    const DAN: ParticipantId = ParticipantId(5);
     const GRACE: Duration = Duration::from_secs(30);
 
     fn space() -> SpaceId {
         SpaceId::from_entropy([7; SpaceId::LEN])
     }
 
+    /// Roster news goes out at once here; `roster_news_is_gathered_per_tick` covers the tick.
     fn config(max_participants: usize) -> RoomConfig {
         RoomConfig {
             max_participants,
             host_grace: GRACE,
+            roster_tick: Duration::ZERO,
             ..RoomConfig::default()
+        }
+    }
+
+    fn news(joined: &[ParticipantInfo], left: &[ParticipantId], listeners: u32) -> Output {
+        Output::Broadcast {
+            msg: ServerMsg::Participants {
+                joined: joined.to_vec(),
+                left: left.to_vec(),
+                listeners,
+            },
+            except: None,
         }
     }
 
@@ -612,15 +696,11 @@ mod tests {
         let t0 = Instant::now();
         let mut room = room_with(t0, &[]);
         room.handle(join(BOB, "  bob "), t0).unwrap();
+        // Told before BOB receives: the joiner learns the room from its own snapshot.
         assert_eq!(
             drain(&mut room),
             [
-                Output::Broadcast {
-                    msg: ServerMsg::ParticipantJoined {
-                        participant: listener(BOB, "bob")
-                    },
-                    except: Some(BOB),
-                },
+                news(&[listener(BOB, "bob")], &[], 1),
                 media(MediaChange::StartReceiving(BOB)),
             ]
         );
@@ -650,7 +730,7 @@ mod tests {
             RoomError::InvalidName,
         );
         assert_refused(&mut room, join(BOB, "bob"), t0, RoomError::Full);
-        // The host's two media starts and the join's broadcast and media start are still there.
+        // The host's two media starts and the join's news and media start are still there.
         assert_eq!(drain(&mut room).len(), 4);
     }
 
@@ -667,13 +747,7 @@ mod tests {
             room.handle(input, t0).unwrap();
             assert_eq!(
                 drain(&mut room),
-                [
-                    Output::Broadcast {
-                        msg: ServerMsg::ParticipantLeft { participant: ANN },
-                        except: Some(ANN),
-                    },
-                    media(MediaChange::StopReceiving(ANN)),
-                ]
+                [media(MediaChange::StopReceiving(ANN)), news(&[], &[ANN], 1)]
             );
             assert_eq!(ids(&room), [HOST, BOB]);
             assert_eq!(room.role_of(ANN), None);
@@ -785,12 +859,9 @@ mod tests {
         assert_eq!(
             drain(&mut room),
             [
-                Output::Broadcast {
-                    msg: ServerMsg::ParticipantLeft { participant: HOST },
-                    except: Some(HOST),
-                },
                 media(MediaChange::StopSpeaking(HOST)),
                 media(MediaChange::StopReceiving(HOST)),
+                news(&[], &[HOST], 1),
             ]
         );
         assert_eq!(room.state(), SpaceState::Live);
@@ -820,10 +891,7 @@ mod tests {
         assert_eq!(
             drain(&mut room),
             [
-                Output::Broadcast {
-                    msg: ServerMsg::ParticipantJoined { participant: seat },
-                    except: Some(host2),
-                },
+                news(&[seat], &[], 1),
                 media(MediaChange::StartSpeaking(host2)),
                 media(MediaChange::StartReceiving(host2)),
             ]
@@ -858,6 +926,83 @@ mod tests {
             ]
         );
         assert_eq!(room.state(), SpaceState::Ended);
+        assert_eq!(room.poll_timeout(), None);
+    }
+
+    #[test]
+    fn roster_news_is_gathered_per_tick() {
+        let t0 = Instant::now();
+        let tick = Duration::from_millis(150);
+        let cy = ParticipantId(4);
+        let mut room = Room::new(
+            space(),
+            "Storm".into(),
+            HOST,
+            "ada".into(),
+            RoomConfig {
+                roster_tick: tick,
+                ..config(100)
+            },
+            t0,
+        );
+        drain(&mut room);
+        let t1 = t0 + Duration::from_millis(10);
+        room.handle(join(ANN, "ann"), t0).unwrap();
+        room.handle(join(BOB, "bob"), t1).unwrap();
+        room.handle(join(cy, "cy"), t1).unwrap();
+        // Joined and gone within the tick: told as gone (a later joiner's snapshot had it).
+        room.handle(Input::Leave { who: BOB }, t1).unwrap();
+        assert_eq!(
+            drain(&mut room),
+            [
+                media(MediaChange::StartReceiving(ANN)),
+                media(MediaChange::StartReceiving(BOB)),
+                media(MediaChange::StartReceiving(cy)),
+                media(MediaChange::StopReceiving(BOB)),
+            ]
+        );
+        // Due one tick after the first news, not after the last.
+        assert_eq!(room.poll_timeout(), Some(t0 + tick));
+        room.handle_timeout(t0 + tick - Duration::from_nanos(1));
+        assert_eq!(room.poll_output(), None);
+        room.handle_timeout(t0 + tick);
+        assert_eq!(
+            drain(&mut room),
+            [news(&[listener(ANN, "ann"), listener(cy, "cy")], &[BOB], 2)]
+        );
+        assert_eq!(room.poll_timeout(), None);
+        // Anything else about the room goes out after the news it depends on.
+        let t2 = t0 + tick * 2;
+        room.handle(Input::Leave { who: cy }, t2).unwrap();
+        room.handle(join(BOB, "bob"), t2).unwrap();
+        let link = Some("https://example.org/notes".to_owned());
+        room.handle(Input::Pin { who: HOST, link }, t2).unwrap();
+        let out = drain(&mut room);
+        assert_eq!(out[0], media(MediaChange::StopReceiving(cy)));
+        assert_eq!(out[1], media(MediaChange::StartReceiving(BOB)));
+        assert_eq!(out[2], news(&[listener(BOB, "bob")], &[cy], 2));
+        assert!(matches!(
+            &out[3],
+            Output::Broadcast {
+                msg: ServerMsg::Pinned { .. },
+                ..
+            }
+        ));
+        assert_eq!(room.poll_timeout(), None);
+        // A refused join leaves the gathered news alone; the end drops it.
+        room.handle(join(DAN, "dan"), t2).unwrap();
+        let before = room.clone();
+        assert_eq!(room.handle(join(DAN, "dan"), t2), Err(RoomError::AlreadyIn));
+        assert_eq!(room, before);
+        room.handle(Input::End { who: HOST }, t2).unwrap();
+        let out = drain(&mut room);
+        assert!(out.iter().all(|o| !matches!(
+            o,
+            Output::Broadcast {
+                msg: ServerMsg::Participants { .. },
+                ..
+            }
+        )));
         assert_eq!(room.poll_timeout(), None);
     }
 

@@ -21,12 +21,14 @@ pub use http::{
 };
 pub use ids::{ChatId, ParticipantId, SpaceId, SpaceIdError, UserId, UserIdError};
 pub use signal::{
-    ChatMessage, ClientMsg, DecodeError, EndReason, ErrorCode, ParticipantInfo, Role, ServerMsg,
-    SpaceInfo, SpaceState, decode_client, decode_server, encode,
+    ChatMessage, ClientMsg, DecodeError, EndReason, ErrorCode, JOINED_PAGE_BYTES, ParticipantInfo,
+    ROSTER_PAGE_BYTES, Role, ServerMsg, SpaceInfo, SpaceState, decode_client, decode_server,
+    encode, joined_frames, participants_frames,
 };
 
-/// The signaling protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The signaling protocol version this build speaks. Version 2 pages the roster on joining and
+/// batches roster news ([`ServerMsg::Participants`]) instead of one message per join or leave.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest signaling frame either side accepts, in bytes. An SDP offer for Confab's few
 /// audio transceivers is a few kilobytes; 64 KiB leaves room without letting a peer make the

@@ -92,18 +92,37 @@ pub enum ServerMsg {
     Welcome { version: u32, you: ParticipantId },
     /// The sender is now in `space` with `role`. A host also receives the secret that lets it
     /// [`ClientMsg::Resume`] the space later.
+    ///
+    /// `space.participants` holds the whole stage but only the first listeners: a roster of
+    /// thousands does not fit one frame. The next `more` frames on the connection are
+    /// [`ServerMsg::Participants`] pages with the rest; the snapshot is complete after them.
+    /// [`joined_frames`] builds the lot.
     Joined {
         space: SpaceInfo,
         role: Role,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host_token: Option<String>,
+        /// How many listeners the whole snapshot holds.
+        #[serde(default)]
+        listeners: u32,
+        /// How many [`ServerMsg::Participants`] pages follow at once to complete the snapshot.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        more: u32,
     },
     /// The server's WebRTC answer to [`ClientMsg::Offer`].
     Answer { sdp: String },
-    /// Someone came into the space.
-    ParticipantJoined { participant: ParticipantInfo },
-    /// Someone left the space.
-    ParticipantLeft { participant: ParticipantId },
+    /// Who came and went: apply `left` first, then `joined` (an entry whose id is known
+    /// replaces it). Applying the same news twice changes nothing, so a page that repeats what a
+    /// snapshot already held is harmless. Listeners' comings and goings are gathered for a
+    /// short tick and sent in one batch (more than one frame only if they do not fit one);
+    /// the stage's are sent at once. `listeners` is the listener count after this news.
+    Participants {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joined: Vec<ParticipantInfo>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<ParticipantId>,
+        listeners: u32,
+    },
     /// Receive slot `slot` now carries `speaker`'s voice (or nothing).
     Slot {
         slot: u8,
@@ -253,6 +272,114 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The most bytes of participant entries (and left ids) one [`ServerMsg::Participants`] frame
+/// carries: the rest of [`MAX_FRAME_BYTES`] is ample for the message around them.
+pub const ROSTER_PAGE_BYTES: usize = 48 * 1024;
+
+/// The most bytes of listener entries [`ServerMsg::Joined`] carries itself: it also holds the
+/// stage, the title, the pinned link and the raised hands.
+pub const JOINED_PAGE_BYTES: usize = 16 * 1024;
+
+/// The bytes `p` takes in a JSON array, its comma included.
+fn entry_bytes(p: &ParticipantInfo) -> usize {
+    serde_json::to_string(p).map_or(MAX_FRAME_BYTES, |s| s.len()) + 1
+}
+
+/// What `n` listeners count as on the wire (saturating: no room holds 4 billion).
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The frames that bring someone into `space` (a full snapshot): [`ServerMsg::Joined`] with the
+/// stage and the first listeners, then as many [`ServerMsg::Participants`] pages as the other
+/// listeners need, each under [`MAX_FRAME_BYTES`]. They must be sent in this order with
+/// nothing between them.
+pub fn joined_frames(
+    mut space: SpaceInfo,
+    role: Role,
+    host_token: Option<String>,
+) -> Vec<ServerMsg> {
+    let everyone = std::mem::take(&mut space.participants);
+    let listeners = count(everyone.iter().filter(|p| p.role == Role::Listener).count());
+    let (stage, audience): (Vec<_>, Vec<_>) =
+        everyone.into_iter().partition(|p| p.role != Role::Listener);
+    space.participants = stage;
+    let mut audience = audience.into_iter().peekable();
+    let mut used = 0;
+    while let Some(p) = audience.peek() {
+        used += entry_bytes(p);
+        if used > JOINED_PAGE_BYTES {
+            break;
+        }
+        space.participants.extend(audience.next());
+    }
+    let pages = pages(audience.collect(), Vec::new(), listeners);
+    let mut frames = Vec::with_capacity(pages.len() + 1);
+    frames.push(ServerMsg::Joined {
+        space,
+        role,
+        host_token,
+        listeners,
+        more: count(pages.len()),
+    });
+    frames.extend(pages);
+    frames
+}
+
+/// Roster news as [`ServerMsg::Participants`] frames, each under [`MAX_FRAME_BYTES`]: every
+/// `left` id before any `joined` entry, so applying the frames in order is applying the news.
+/// No frame for no news.
+pub fn participants_frames(
+    joined: Vec<ParticipantInfo>,
+    left: Vec<ParticipantId>,
+    listeners: u32,
+) -> Vec<ServerMsg> {
+    if joined.is_empty() && left.is_empty() {
+        return Vec::new();
+    }
+    pages(joined, left, listeners)
+}
+
+fn pages(joined: Vec<ParticipantInfo>, left: Vec<ParticipantId>, listeners: u32) -> Vec<ServerMsg> {
+    let mut frames = Vec::new();
+    let mut page_joined = Vec::new();
+    let mut page_left = Vec::new();
+    let mut used = 0;
+    let mut flush = |joined: &mut Vec<ParticipantInfo>, left: &mut Vec<ParticipantId>| {
+        frames.push(ServerMsg::Participants {
+            joined: std::mem::take(joined),
+            left: std::mem::take(left),
+            listeners,
+        });
+    };
+    for id in left {
+        // An id is at most 20 digits and a comma.
+        used += 21;
+        if used > ROSTER_PAGE_BYTES {
+            flush(&mut page_joined, &mut page_left);
+            used = 21;
+        }
+        page_left.push(id);
+    }
+    for p in joined {
+        let bytes = entry_bytes(&p);
+        used += bytes;
+        if used > ROSTER_PAGE_BYTES && !(page_joined.is_empty() && page_left.is_empty()) {
+            flush(&mut page_joined, &mut page_left);
+            used = bytes;
+        }
+        page_joined.push(p);
+    }
+    if !(page_joined.is_empty() && page_left.is_empty()) {
+        flush(&mut page_joined, &mut page_left);
+    }
+    frames
+}
+
 /// What a participant may do in a space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -397,8 +524,7 @@ const SERVER_TYPES: &[&str] = &[
     "welcome",
     "joined",
     "answer",
-    "participant_joined",
-    "participant_left",
+    "participants",
     "slot",
     "ended",
     "directory",
@@ -569,11 +695,15 @@ mod tests {
                 space: space(),
                 role: Role::Host,
                 host_token: Some("s3cret".into()),
+                listeners: 1,
+                more: 0,
             },
             ServerMsg::Joined {
                 space: space(),
                 role: Role::Listener,
                 host_token: None,
+                listeners: 1,
+                more: 0,
             },
             ServerMsg::Joined {
                 space: SpaceInfo {
@@ -583,15 +713,30 @@ mod tests {
                 },
                 role: Role::Listener,
                 host_token: None,
+                listeners: 900,
+                more: 2,
             },
             ServerMsg::Answer {
                 sdp: "v=0\r\n".into(),
             },
-            ServerMsg::ParticipantJoined {
-                participant: space().participants[1].clone(),
+            ServerMsg::Participants {
+                joined: vec![space().participants[1].clone()],
+                left: Vec::new(),
+                listeners: 1,
             },
-            ServerMsg::ParticipantLeft {
-                participant: ParticipantId(2),
+            ServerMsg::Participants {
+                joined: Vec::new(),
+                left: vec![ParticipantId(2)],
+                listeners: 0,
+            },
+            ServerMsg::Participants {
+                joined: vec![ParticipantInfo::new(
+                    ParticipantId(5),
+                    "eve".into(),
+                    Role::Listener,
+                )],
+                left: vec![ParticipantId(2), ParticipantId(3)],
+                listeners: 7,
             },
             ServerMsg::Slot {
                 slot: 0,
@@ -748,12 +893,18 @@ mod tests {
 
     #[test]
     fn stage_fields_are_optional_on_the_wire_and_checked() {
-        // A frame from before the stage existed still decodes, with the new fields at rest.
-        let old = r#"{"type":"participant_joined","participant":{"id":2,"name":"bob","role":"listener"}}"#;
+        // An entry from before the stage existed still decodes, with the new fields at rest.
+        let old = r#"{"type":"participants","joined":[{"id":2,"name":"bob","role":"listener"}],"listeners":1}"#;
         assert_eq!(
             decode_server(old),
-            Ok(ServerMsg::ParticipantJoined {
-                participant: ParticipantInfo::new(ParticipantId(2), "bob".into(), Role::Listener)
+            Ok(ServerMsg::Participants {
+                joined: vec![ParticipantInfo::new(
+                    ParticipantId(2),
+                    "bob".into(),
+                    Role::Listener
+                )],
+                left: Vec::new(),
+                listeners: 1,
             })
         );
         let bad_user = r#"{"type":"participant_updated","participant":{"id":2,"name":"b","role":"speaker","user":"Not An Id"}}"#;
@@ -780,6 +931,116 @@ mod tests {
         );
         assert!(Role::Speaker.speaks() && Role::Cohost.speaks() && !Role::Listener.speaks());
         assert!(Role::Cohost.moderates() && !Role::Speaker.moderates());
+    }
+
+    /// A space with the host, two speakers and `n` listeners with long, escaped, multi-byte
+    /// names and accounts: the worst entries a roster can hold.
+    fn crowded(n: u64) -> SpaceInfo {
+        let mut participants = vec![ParticipantInfo::new(
+            ParticipantId(1),
+            "ada".into(),
+            Role::Host,
+        )];
+        for id in 2..4 {
+            participants.push(ParticipantInfo::new(
+                ParticipantId(id),
+                format!("speaker {id}"),
+                Role::Speaker,
+            ));
+        }
+        for i in 0..n {
+            let name: String = format!("\"{i}\"é😂").chars().cycle().take(64).collect();
+            participants.push(ParticipantInfo {
+                user: Some(UserId::new(format!("u{i}")).unwrap()),
+                hand_raised: i % 7 == 0,
+                ..ParticipantInfo::new(ParticipantId(u64::MAX - i), name, Role::Listener)
+            });
+        }
+        SpaceInfo {
+            participants,
+            hands: (0..n)
+                .step_by(7)
+                .map(|i| ParticipantId(u64::MAX - i))
+                .collect(),
+            ..space()
+        }
+    }
+
+    /// Applies frames as a client does: left first, then joined (replacing by id).
+    fn apply(roster: &mut Vec<ParticipantInfo>, frame: &ServerMsg) {
+        if let ServerMsg::Participants { joined, left, .. } = frame {
+            roster.retain(|p| !left.contains(&p.id));
+            for p in joined {
+                match roster.iter_mut().find(|q| q.id == p.id) {
+                    Some(q) => *q = p.clone(),
+                    None => roster.push(p.clone()),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_big_roster_is_paged_under_the_frame_limit_and_reassembles() {
+        for n in [0, 1, 50, 3_000] {
+            let space = crowded(n);
+            let frames = joined_frames(space.clone(), Role::Listener, None);
+            let ServerMsg::Joined {
+                space: first,
+                listeners,
+                more,
+                ..
+            } = &frames[0]
+            else {
+                panic!("the first frame is not joined: {:?}", frames[0]);
+            };
+            assert_eq!(*listeners as u64, n);
+            assert_eq!(*more as usize, frames.len() - 1);
+            // The whole stage is in the first frame.
+            assert_eq!(
+                first
+                    .participants
+                    .iter()
+                    .filter(|p| p.role.speaks())
+                    .count(),
+                3
+            );
+            let mut roster = first.participants.clone();
+            for f in &frames {
+                let text = encode(f);
+                assert!(text.len() <= MAX_FRAME_BYTES, "{n}: {} bytes", text.len());
+                assert_eq!(decode_server(&text).as_ref(), Ok(f));
+                apply(&mut roster, f);
+                if let ServerMsg::Participants { listeners, .. } = f {
+                    assert_eq!(*listeners as u64, n);
+                }
+            }
+            assert_eq!(roster, space.participants, "{n} listeners");
+        }
+        // 3,000 listeners of the longest names take several pages.
+        assert!(joined_frames(crowded(3_000), Role::Listener, None).len() > 5);
+    }
+
+    #[test]
+    fn news_is_paged_leaves_first() {
+        assert!(participants_frames(Vec::new(), Vec::new(), 4).is_empty());
+        let joined = crowded(2_000).participants;
+        let left: Vec<ParticipantId> = (0..10_000).map(ParticipantId).collect();
+        let frames = participants_frames(joined.clone(), left.clone(), 2_000);
+        assert!(frames.len() > 2);
+        let mut roster: Vec<ParticipantInfo> = (0..10_000)
+            .map(|i| ParticipantInfo::new(ParticipantId(i), "x".into(), Role::Listener))
+            .collect();
+        let mut seen_joined = false;
+        for f in &frames {
+            assert!(encode(f).len() <= MAX_FRAME_BYTES);
+            let ServerMsg::Participants { joined, left, .. } = f else {
+                panic!("{f:?}");
+            };
+            assert!(!seen_joined || left.is_empty(), "a leave after a join");
+            seen_joined |= !joined.is_empty();
+            apply(&mut roster, f);
+        }
+        assert_eq!(roster, joined);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
-use crate::room::{self, Conn, Refusal, RoomCmd, lock};
+use crate::room::{self, Conn, Outbound, Refusal, RoomCmd, lock};
 use crate::{Shared, signaling};
 
 /// How often a node announces its spaces even when nothing changed (so a node that starts or
@@ -668,11 +668,16 @@ impl Cluster {
     /// The connection the room writes to for a remote participant: each message goes to the
     /// participant's node. It ends when the room drops it.
     fn deliverer(&self, node: &str, space: &SpaceId, who: ParticipantId) -> Conn {
-        let (tx, mut rx) = mpsc::channel::<ServerMsg>(256);
+        let (tx, mut rx) = mpsc::channel::<Outbound>(256);
         let subject = deliveries_subject(node, space);
         let bus = self.bus.clone();
         tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
+            while let Some(out) = rx.recv().await {
+                // The room encodes each message once for all its connections; the bus carries
+                // it as a message again (our own encoding: it decodes).
+                let Ok(msg) = confab_proto::decode_server(&out.text) else {
+                    continue;
+                };
                 let payload = encode(&Deliver { to: who, msg });
                 if let Err(e) = bus.publish(subject.clone(), payload).await {
                     tracing::warn!(error = %e, participant = %who, "delivering over the bus");
@@ -1093,8 +1098,9 @@ impl Proxy {
         match &msg {
             ServerMsg::Ended { space, .. } if space == &self.space => {
                 // Everyone here hears it once, and this proxy is done.
+                let out = Outbound::new(&msg);
                 for conn in self.conns.values() {
-                    let _ = conn.try_send(msg.clone());
+                    let _ = conn.try_send(out.clone());
                 }
                 self.conns.clear();
                 return true;
@@ -1107,7 +1113,7 @@ impl Proxy {
             _ => {}
         }
         if let Some(conn) = self.conns.get(&to)
-            && conn.try_send(msg).is_err()
+            && conn.try_send(Outbound::new(&msg)).is_err()
         {
             tracing::warn!(participant = %to, "signaling queue full or closed; message dropped");
         }

@@ -23,6 +23,7 @@ mod config;
 mod db;
 mod http;
 mod loudest;
+pub mod overload;
 pub mod reports;
 mod room;
 pub mod schedules;

@@ -97,14 +97,23 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_env("CONFAB_LOG")
                 .unwrap_or_else(|_| "info,webrtc=error,rtc=error".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Per-packet drop reports become one summary line every few seconds.
+        .with(confab_server::overload::OverloadLayer)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
+    confab_server::overload::spawn_reporter(confab_server::overload::REPORT_EVERY)
+        .context("starting the overload reporter")?;
     let args = Args::parse();
     let file = match &args.config {
         Some(path) => confab_server_config_file(path)?,

@@ -21,7 +21,28 @@ pub(crate) type Refusal = (ErrorCode, String);
 
 /// Outbound signaling to one connection. Bounded: a client that stops reading is cut off
 /// rather than making the room buffer without limit.
-pub(crate) type Conn = mpsc::Sender<ServerMsg>;
+pub(crate) type Conn = mpsc::Sender<Outbound>;
+
+/// A message on its way to connections: encoded once, however many it goes to (a roster
+/// batch goes to every participant each tick; the text is reference-counted, not copied).
+#[derive(Clone, Debug)]
+pub(crate) struct Outbound {
+    pub(crate) text: axum::extract::ws::Utf8Bytes,
+    /// For [`ServerMsg::Ended`]: the space the connection is no longer in once it sends this.
+    pub(crate) ended: Option<SpaceId>,
+}
+
+impl Outbound {
+    pub(crate) fn new(msg: &ServerMsg) -> Outbound {
+        Outbound {
+            text: confab_proto::encode(msg).into(),
+            ended: match msg {
+                ServerMsg::Ended { space, .. } => Some(space.clone()),
+                _ => None,
+            },
+        }
+    }
+}
 
 pub(crate) enum RoomCmd {
     Join {
@@ -459,17 +480,23 @@ impl RoomActor {
     }
 
     fn send(&self, to: ParticipantId, msg: ServerMsg) {
+        self.send_encoded(to, &Outbound::new(&msg));
+    }
+
+    fn send_encoded(&self, to: ParticipantId, out: &Outbound) {
         if let Some(conn) = self.conns.get(&to)
-            && conn.try_send(msg).is_err()
+            && conn.try_send(out.clone()).is_err()
         {
-            tracing::warn!(participant = %to, "signaling queue full or closed; message dropped");
+            // Counted, not logged one by one: under overload that would be a line per message.
+            crate::overload::signaling_dropped();
         }
     }
 
     fn broadcast(&self, msg: &ServerMsg, except: Option<ParticipantId>) {
+        let out = Outbound::new(msg);
         for (who, conn) in &self.conns {
-            if Some(*who) != except && conn.try_send(msg.clone()).is_err() {
-                tracing::warn!(participant = %who, "signaling queue full or closed; message dropped");
+            if Some(*who) != except && conn.try_send(out.clone()).is_err() {
+                crate::overload::signaling_dropped();
             }
         }
     }

@@ -9,7 +9,7 @@ use confab_core::Room;
 use confab_proto::{
     ClientMsg, ErrorCode, MAX_NAME_CHARS, MAX_TITLE_CHARS, MAX_TOPIC_CHARS, MAX_TOPICS,
     PROTOCOL_VERSION, ParticipantId, Role, ServerMsg, SpaceId, SpaceState, UserId, decode_client,
-    encode,
+    encode, joined_frames,
 };
 use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
 use futures_util::{SinkExt, StreamExt};
@@ -37,7 +37,7 @@ struct Conn {
     user: Option<UserId>,
     room: Option<(SpaceId, mpsc::Sender<RoomCmd>)>,
     session: Option<PeerSession>,
-    out: mpsc::Sender<ServerMsg>,
+    out: room::Conn,
     /// Set once the client asked for directory updates.
     watching: Option<watch::Receiver<u64>>,
     close: bool,
@@ -46,7 +46,7 @@ struct Conn {
 pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
     let who = ParticipantId(shared.next_participant.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<ServerMsg>(256);
+    let (out_tx, mut out_rx) = mpsc::channel::<room::Outbound>(256);
     let mut shutdown = shared.shutdown.clone();
     let mut conn = Conn {
         shared,
@@ -94,14 +94,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, socket: WebSocket) {
                     break;
                 }
             }
-            Some(msg) = out_rx.recv() => {
-                if let ServerMsg::Ended { space, .. } = &msg
+            Some(out) = out_rx.recv() => {
+                if let Some(space) = &out.ended
                     && conn.room.as_ref().is_some_and(|(id, _)| id == space)
                 {
                     conn.room = None;
                     conn.close_media().await;
                 }
-                if send(&mut sink, &msg).await.is_err() { break; }
+                if sink.send(Message::Text(out.text)).await.is_err() { break; }
             }
             true = directory_changed(&mut conn.watching) => {
                 // Coalesce a burst of changes (a join storm) into one snapshot.
@@ -487,11 +487,7 @@ impl Conn {
             }
         }
         tracing::info!(space = %id, host = %self.who, "space opened");
-        vec![ServerMsg::Joined {
-            space: info,
-            role: Role::Host,
-            host_token: Some(token),
-        }]
+        joined_frames(info, Role::Host, Some(token))
     }
 
     /// Why `id` cannot be entered when no room task has it.
@@ -558,11 +554,9 @@ impl Conn {
         match ask(&tx, make(reply), rx).await {
             Some(Ok(space)) => {
                 self.room = Some((id, tx));
-                vec![ServerMsg::Joined {
-                    space,
-                    role,
-                    host_token,
-                }]
+                // Paged here, not in the room task: the room only clones its roster, and the
+                // connection tasks share the encoding across cores.
+                joined_frames(space, role, host_token)
             }
             Some(Err(r)) => vec![refusal(r)],
             None => vec![self.missing(&id).await],

@@ -9,13 +9,13 @@
 //! roles themselves it reads from the room and holds to the invariants: one host, seats within
 //! limits, listing order, forwarded audio = on the mic and unmuted, hands only on listeners.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use confab_core::{Input, MediaChange, Output, RateLimit, Room, RoomConfig, RoomError};
 use confab_proto::{
-    ChatId, EndReason, MAX_NAME_CHARS, ParticipantId, REACTIONS, Role, ServerMsg, SpaceId,
-    SpaceState, UserId,
+    ChatId, EndReason, MAX_NAME_CHARS, ParticipantId, ParticipantInfo, REACTIONS, Role, ServerMsg,
+    SpaceId, SpaceState, UserId,
 };
 
 /// 200 seeds of 500 steps by default: thousands of short-lived rooms, a few seconds in debug.
@@ -310,6 +310,15 @@ struct Wire {
     noticed: BTreeSet<ParticipantId>,
     blocked: BTreeSet<UserId>,
     ended: usize,
+    /// Each receiver's copy of the roster, as a client keeps it: the snapshot it joined with,
+    /// then every roster message it was sent.
+    views: BTreeMap<ParticipantId, BTreeMap<ParticipantId, ParticipantInfo>>,
+}
+
+impl Wire {
+    fn view_of(&mut self, who: ParticipantId) -> &mut BTreeMap<ParticipantId, ParticipantInfo> {
+        self.views.entry(who).or_default()
+    }
 }
 
 fn random_name(rng: &mut Rng) -> String {
@@ -497,6 +506,11 @@ fn new_room(rng: &mut Rng, now: Instant) -> (Room, Model, Wire) {
             burst: rng.pick(&[1, 3]),
             every: rng.pick(&[Duration::from_millis(500), Duration::from_secs(2)]),
         },
+        roster_tick: rng.pick(&[
+            Duration::ZERO,
+            Duration::from_millis(150),
+            Duration::from_secs(1),
+        ]),
     };
     let id = SpaceId::from_entropy([rng.below(32) as u8; SpaceId::LEN]);
     let blocked: BTreeSet<UserId> = (0..rng.below(3)).filter_map(|_| random_user(rng)).collect();
@@ -556,22 +570,35 @@ fn check_outputs(
                         assert_eq!(*except, None);
                         assert_eq!(&recipients, before, "Ended must reach everyone present");
                     }
-                    ServerMsg::ParticipantJoined { participant: p } => {
-                        assert!(!recipients.contains(&p.id), "{p:?} told of its own join");
-                        assert_eq!(p.name, p.name.trim());
-                        assert_eq!(Some(p.role), room.role_of(p.id));
-                    }
-                    ServerMsg::ParticipantLeft { participant } => {
-                        assert!(
-                            !recipients.contains(participant),
-                            "{participant} told of its own leave"
-                        );
-                        assert!(!after.contains(participant));
+                    // The listener count is as of sending; later outputs of the step may
+                    // change it, so the roster check below is the one that counts.
+                    ServerMsg::Participants { joined, left, .. } => {
+                        assert_eq!(*except, None);
+                        assert!(!joined.is_empty() || !left.is_empty(), "empty news");
+                        for p in joined {
+                            assert_eq!(p.name, p.name.trim());
+                        }
+                        for r in &recipients {
+                            let view = wire.view_of(*r);
+                            view.retain(|id, _| !left.contains(id));
+                            for p in joined {
+                                view.insert(p.id, p.clone());
+                            }
+                        }
                     }
                     ServerMsg::ParticipantUpdated { participant } => {
                         assert!(wire.receivers.contains(&participant.id));
                         assert!(!participant.muted || participant.role.speaks());
                         assert!(!participant.hand_raised || participant.role == Role::Listener);
+                        for r in &recipients {
+                            let view = wire.view_of(*r);
+                            assert!(
+                                view.contains_key(&participant.id),
+                                "{r} told of an update to {} it never heard of",
+                                participant.id
+                            );
+                            view.insert(participant.id, participant.clone());
+                        }
                     }
                     ServerMsg::HandQueue { .. }
                     | ServerMsg::InviteDeclined { .. }
@@ -580,14 +607,32 @@ fn check_outputs(
                     ServerMsg::Reaction { participant, emoji } => {
                         assert!(REACTIONS.contains(&emoji.as_str()));
                         assert!(wire.receivers.contains(participant));
+                        for r in &recipients {
+                            assert!(
+                                wire.view_of(*r).contains_key(participant),
+                                "{r}: who reacted?"
+                            );
+                        }
                     }
                     ServerMsg::Chat { message } => {
                         assert!(wire.receivers.contains(&message.author));
                         assert!(!message.text.trim().is_empty());
+                        for r in &recipients {
+                            assert!(
+                                wire.view_of(*r).contains_key(&message.author),
+                                "{r}: who chats?"
+                            );
+                        }
                     }
                     other => panic!("unexpected broadcast {other:?}"),
                 }
-                if !matches!(msg, ServerMsg::Ended { .. }) {
+                // Gathered news goes out before a removal notice, while its target still
+                // receives (and is gone by the end of the step): receivers at that point are
+                // what the wire view checked above.
+                if !matches!(
+                    msg,
+                    ServerMsg::Ended { .. } | ServerMsg::Participants { .. }
+                ) {
                     assert!(
                         recipients.is_subset(&after),
                         "a broadcast reached someone who left: {recipients:?} vs {after:?}"
@@ -612,12 +657,16 @@ fn check_outputs(
             Output::Media(MediaChange::StartReceiving(p)) => {
                 assert!(!wire.gone.contains(p), "{p} receives again after removal");
                 assert!(wire.receivers.insert(*p), "{p} started receiving twice");
+                // The snapshot a server sends with `Joined`, taken right after the input.
+                let snapshot = room.info().participants.into_iter().map(|q| (q.id, q));
+                wire.views.insert(*p, snapshot.collect());
             }
             Output::Media(MediaChange::StopReceiving(p)) => {
                 assert!(
                     wire.receivers.remove(p),
                     "{p} stopped receiving without starting"
                 );
+                wire.views.remove(p);
                 if wire.noticed.remove(p) {
                     wire.gone.insert(*p);
                 }
@@ -743,7 +792,19 @@ fn check_invariants(room: &Room, model: &Model, wire: &Wire) {
     } else {
         None
     };
+    let timeout = match (timeout, room.news_due()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     assert_eq!(room.poll_timeout(), timeout);
+    // Once the gathered news is out, every receiver's roster is the room's: none was lost.
+    if room.news_due().is_none() && model.ended.is_none() {
+        let roster: BTreeMap<ParticipantId, ParticipantInfo> =
+            room.participants().map(|p| (p.id, p.clone())).collect();
+        for r in &wire.receivers {
+            assert_eq!(wire.views.get(r), Some(&roster), "{r}'s roster");
+        }
+    }
 }
 
 #[derive(Default, Debug)]

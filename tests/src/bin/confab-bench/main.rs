@@ -7,12 +7,16 @@
 //!   (mouth-to-ear latency clean and impaired, client CPU, PESQ), each against its target.
 //! - `confab-bench load`: the SFU's CPU per outgoing packet at 100..2,000 listeners against the
 //!   kernel's floor (UDP send + SRTP), with loss, forwarding delay and join times (issue 6).
+//! - `confab-bench joins`: a storm of 1,000 listeners joining one space, its time against the
+//!   10 s target, that no state was lost, and the server's memory per listener (issue 6).
 //!
 //! The hidden subcommands are the processes `audio` starts: a scenario in its own network
-//! namespace, and the clients whose CPU it measures.
+//! namespace, and the clients whose CPU it measures; and `serve`, the server `joins` (and the
+//! storm test) measure in its own process.
 
 mod audio;
 mod clients;
+mod joins;
 mod load;
 #[cfg(target_os = "linux")]
 mod nfqueue;
@@ -38,6 +42,10 @@ enum Command {
     Audio(audio::AudioArgs),
     /// Server CPU per outgoing packet against the floor, at growing listener counts.
     Load(load::LoadArgs),
+    /// A storm of joins: time against the 10 s target, state, memory per listener.
+    Joins(joins::JoinsArgs),
+    #[command(hide = true)]
+    Serve,
     #[command(hide = true)]
     Scenario(scenario::ScenarioArgs),
     #[command(hide = true)]
@@ -61,6 +69,8 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Audio(args)) => audio::run(args),
         // Pins itself to a core before any thread starts, then builds its own runtime.
         Some(Command::Load(args)) => load::run(args),
+        Some(Command::Joins(args)) => joins::run(args),
+        Some(Command::Serve) => runtime()?.block_on(confab_tests::storm::serve()),
         // These set the process environment for PulseAudio before any thread starts, then
         // build their own runtime.
         Some(Command::Scenario(args)) => scenario::run(args),
