@@ -388,6 +388,15 @@ impl App {
             })
     }
 
+    /// Forgets the last space's receive slots and volumes. Called before asking to enter a
+    /// space, not after: the server tells a newcomer its slots right away, and those `Slot`
+    /// events can be handled before the join's reply returns.
+    fn entering(&self) {
+        let mut m = lock(&self.inner.model);
+        m.slots.clear();
+        m.volumes.clear();
+    }
+
     fn entered(&self, client: &Client, joined: Joined) -> CurrentSpace {
         let me = joined
             .space
@@ -405,11 +414,6 @@ impl App {
             invited_by: None,
             chat: Vec::new(),
         };
-        {
-            let mut m = lock(&self.inner.model);
-            m.slots.clear();
-            m.volumes.clear();
-        }
         self.inner.want_avatars(&current.space.participants);
         lock(&self.inner.model).current = Some(current.clone());
         current
@@ -425,6 +429,7 @@ impl App {
             return Err(err(IpcErrorCode::InvalidInput, "leave your space first"));
         }
         let client = self.client()?;
+        self.entering();
         let joined = client.create_with_topics(&title, topics).await?;
         let current = self.entered(&client, joined);
         self.inner
@@ -445,6 +450,7 @@ impl App {
             return Err(err(IpcErrorCode::InvalidInput, "leave your space first"));
         }
         let client = self.client()?;
+        self.entering();
         let joined = client.join(&id).await?;
         let current = self.entered(&client, joined);
         self.inner
@@ -695,6 +701,7 @@ impl App {
             err(IpcErrorCode::InvalidInput, e.to_string())
         })?;
         let client = self.client()?;
+        self.entering();
         let joined = client.start_scheduled(&sid, &title, topics).await?;
         let current = self.entered(&client, joined);
         lock(&self.inner.model).schedules.retain(|s| s.id != id);
