@@ -33,12 +33,38 @@ pub use backend::{AudioBackend, CpalBackend, RatePolicy};
 #[cfg(target_os = "linux")]
 pub use pulse::PulseBackend;
 
-/// The backend [`Capture::start`] and [`Playback::start`] use: cpal. [`PulseBackend`] (Linux:
-/// streams through libpulse) costs about a quarter less CPU, but is not the default until it
-/// is shown as reliable: its first CI runs lost audio mid-stream once in the CLI's
-/// mic-to-speaker test.
+/// The backend [`Capture::start`] and [`Playback::start`] use: cpal, unless the environment
+/// variable [`BACKEND_ENV`] says `pulse`. [`PulseBackend`] (Linux: streams through libpulse)
+/// costs about a quarter less CPU, but is not the default until it is shown as reliable: its
+/// first CI runs lost audio mid-stream once in the CLI's mic-to-speaker test. The variable lets
+/// the same build be measured both ways.
 pub fn system_backend() -> Box<dyn AudioBackend> {
-    Box::new(CpalBackend::new())
+    match std::env::var(BACKEND_ENV).as_deref() {
+        #[cfg(target_os = "linux")]
+        Ok("pulse") => Box::new(PulseBackend::new()),
+        Ok("cpal") | Err(std::env::VarError::NotPresent) => Box::new(CpalBackend::new()),
+        Ok(other) => {
+            warn_unknown_backend(other);
+            Box::new(CpalBackend::new())
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            warn_unknown_backend("(not UTF-8)");
+            Box::new(CpalBackend::new())
+        }
+    }
+}
+
+/// Chooses the device streams' backend: `cpal` (the default) or `pulse` (Linux).
+pub const BACKEND_ENV: &str = "CONFAB_AUDIO_BACKEND";
+
+fn warn_unknown_backend(value: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            value,
+            "{BACKEND_ENV} is neither `cpal` nor `pulse` (on Linux); using cpal"
+        );
+    });
 }
 pub use codec::{Decoder, Encoded, Encoder, EncoderConfig, packet_has_fec};
 #[cfg(feature = "test-support")]

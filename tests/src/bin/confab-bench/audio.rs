@@ -255,6 +255,14 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     );
     println!("  speech for PESQ: {speech_source}");
     println!(
+        "  device streams: {} ({} = cpal | pulse)",
+        match std::env::var(confab_audio::BACKEND_ENV).as_deref() {
+            Ok("pulse") => "libpulse",
+            _ => "cpal",
+        },
+        confab_audio::BACKEND_ENV
+    );
+    println!(
         "  impairment: {}",
         match &impair_blocker {
             None => "NFQUEUE in the run's own network namespace (`tc ... netem` is not \
