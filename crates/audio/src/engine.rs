@@ -69,6 +69,10 @@ pub const PARK_AFTER: Duration = Duration::from_secs(3);
 /// What the worker writes to the speaker ring at a time (10 ms).
 const BLOCK: usize = FRAME_SAMPLES / 2;
 
+/// The time constant (µs) over which the device's largest take from the speaker ring is
+/// forgotten: each look takes off the share of it that the time since the last look is of this.
+const BURST_DECAY_US: usize = 4_000_000;
+
 /// Packets in flight from tokio to the worker. At 50 packets/s per slot, a quarter second of
 /// every slot at once.
 const PACKET_RING: usize = 128;
@@ -421,6 +425,13 @@ struct Worker {
     device_started: bool,
     queued_at_attach: usize,
     written_before_start: usize,
+    /// What the speaker ring held after the last top-up, when the worker last looked.
+    queued_after_top_up: usize,
+    /// The most the device took from the ring between two looks (samples), decaying: how deep
+    /// the ring must be for its next take. See [`Worker::playout`].
+    device_burst: usize,
+    /// When the worker last looked at the speaker ring (engine clock).
+    last_playout_us: u64,
     /// When the last packet arrived (engine clock), and whether the worker parked last time.
     last_packet_us: u64,
     idle: bool,
@@ -465,6 +476,9 @@ impl Worker {
             device_started: false,
             queued_at_attach: 0,
             written_before_start: 0,
+            queued_after_top_up: 0,
+            device_burst: BLOCK,
+            last_playout_us: 0,
             last_packet_us: 0,
             idle: false,
         })
@@ -532,6 +546,9 @@ impl Worker {
                 self.queued_at_attach = ring
                     .as_ref()
                     .map_or(0, |r| r.buffer().capacity() - r.slots());
+                self.queued_after_top_up = self.queued_at_attach;
+                self.device_burst = BLOCK;
+                self.last_playout_us = self.playback_since_us;
                 if ring.is_none() {
                     // The space is over: its slots' figures are no one's any more.
                     self.heard = [false; ENGINE_SLOTS];
@@ -631,17 +648,32 @@ impl Worker {
                 self.produced = 0;
             }
         }
-        if self.playback.is_some() {
-            let elapsed = self.now_us().saturating_sub(self.playback_since_us);
+        if let Some(ring) = self.playback.as_ref() {
+            let now = self.now_us();
+            let elapsed = now.saturating_sub(self.playback_since_us);
             let due = elapsed * u64::from(SAMPLE_RATE) / 1_000_000;
+            // How much the device took since the last look: the largest such take (fading
+            // over a few seconds) is how deep the ring must be when the next one
+            // comes. A device fed in small blocks takes a block; a sound server with a deep
+            // buffer takes large, rare bursts.
+            let queued = ring.buffer().capacity() - ring.slots();
+            let taken = self.queued_after_top_up.saturating_sub(queued);
+            self.queued_after_top_up = queued;
+            let since = usize::try_from(now.saturating_sub(self.last_playout_us)).unwrap_or(0);
+            self.last_playout_us = now;
+            let decay = self.device_burst * since.min(BURST_DECAY_US) / BURST_DECAY_US;
+            self.device_burst = (self.device_burst - decay).max(taken).max(BLOCK);
+            let deep = PLAYOUT_LOW_WATER + self.device_burst;
             loop {
                 let Some(ring) = self.playback.as_mut() else {
                     return;
                 };
                 let queued = ring.buffer().capacity() - ring.slots();
-                if queued >= PLAYOUT_HIGH_WATER {
-                    // A device slower than the wall clock: forget the deficit rather than
-                    // let the ring grow.
+                if queued >= deep.min(PLAYOUT_HIGH_WATER) {
+                    // The ring holds a whole take past the low-water mark: whatever the wall
+                    // clock says is still due was time the device did not play (a stall, a
+                    // late start, a slower clock), and producing it now would only make
+                    // every later sample that much later. Forget it.
                     self.produced = self.produced.max(due);
                 }
                 // Mix when the device runs low (its clock asks), and in any case at the wall
@@ -654,7 +686,7 @@ impl Worker {
                 let low = queued < PLAYOUT_LOW_WATER;
                 let behind = self.device_started
                     && self.produced + BLOCK as u64 <= due
-                    && queued < PLAYOUT_HIGH_WATER;
+                    && queued < deep.min(PLAYOUT_HIGH_WATER);
                 let ahead = self.produced + BLOCK as u64 > due + PLAYOUT_AHEAD as u64;
                 if !(low || behind) || ahead || ring.slots() < BLOCK {
                     return;
@@ -674,6 +706,7 @@ impl Worker {
                 if !self.device_started {
                     self.written_before_start += BLOCK;
                 }
+                self.queued_after_top_up = queued + BLOCK;
                 let queued = (queued + BLOCK) as u32;
                 self.shared.playout_queued.store(queued, Ordering::Relaxed);
             }

@@ -86,6 +86,19 @@ fn play(
     first: usize,
     seconds: f32,
 ) -> Vec<f32> {
+    play_stalling(engine, speakers, first, seconds, None)
+}
+
+/// [`play`], with a device that stops taking audio for a while (`stall`: from and for how
+/// long, in seconds) and then goes on at its own pace, as a sound server that was starved of
+/// CPU does: the time it did not play is lost, not owed.
+fn play_stalling(
+    engine: &AudioEngine,
+    speakers: &[(usize, Vec<Vec<u8>>)],
+    first: usize,
+    seconds: f32,
+    stall: Option<(f32, f32)>,
+) -> Vec<f32> {
     let (producer, mut consumer) = rtrb::RingBuffer::new(48_000);
     engine.set_playback(Some(producer));
     let played = Arc::new(Mutex::new(Vec::new()));
@@ -95,10 +108,25 @@ fn play(
         std::thread::spawn(move || {
             let start = Instant::now();
             let mut taken = 0usize;
+            let mut stalled = false;
             while taken < total {
                 std::thread::sleep(Duration::from_millis(10));
+                let now = start.elapsed().as_secs_f64();
+                if let Some((from, len)) = stall
+                    && now >= f64::from(from)
+                {
+                    if now < f64::from(from + len) {
+                        stalled = true;
+                        continue;
+                    }
+                }
+                let played_for = if stalled {
+                    now - f64::from(stall.map_or(0.0, |(_, len)| len))
+                } else {
+                    now
+                };
                 // The device consumes at its own clock, whether or not audio is there.
-                let due = (start.elapsed().as_secs_f64() * f64::from(RATE)) as usize;
+                let due = (played_for * f64::from(RATE)) as usize;
                 let mut out = played.lock().unwrap();
                 while taken < due.min(total) {
                     out.push(consumer.pop().unwrap_or(0.0));
@@ -169,6 +197,31 @@ fn the_device_hears_every_speaker_mixed_at_our_volume() {
     );
     assert!((0.45..0.7).contains(&a), "Ada doubled is at {a}");
     assert!(b < 0.01, "Bob muted is at {b}");
+}
+
+#[test]
+fn after_the_device_stalls_the_speaker_ring_is_shallow_again() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let engine = AudioEngine::start(no_processing()).unwrap();
+    let ada = packets(440.0, 3.0);
+    // The device stops for 300 ms a second in; the worker's wall clock says that time was
+    // due. Producing it anyway would leave the ring (and every later word) that much late.
+    let out = play_stalling(&engine, &[(0, ada)], 0, 3.0, Some((1.0, 0.3)));
+    // The ring ends at the low-water mark plus the device's largest take (10 ms here, more
+    // if this thread was late under load): well under the 300 ms the stall would have added.
+    let stats = engine.stats();
+    assert!(
+        stats.playout_queued as usize <= PLAYOUT_LOW_WATER + 3 * FRAME_SAMPLES,
+        "the ring holds {} ms after the stall: {stats:?}",
+        stats.playout_queued / 48
+    );
+    // And Ada is still heard after it.
+    let after = &out[out.len() - 48_000..out.len() - 12_000];
+    let a = typical_amplitude(after, 440.0);
+    assert!(
+        (0.2..0.36).contains(&a),
+        "Ada's tone after the stall at {a}"
+    );
 }
 
 #[test]
