@@ -114,11 +114,10 @@ fn play_stalling(
                 let now = start.elapsed().as_secs_f64();
                 if let Some((from, len)) = stall
                     && now >= f64::from(from)
+                    && now < f64::from(from + len)
                 {
-                    if now < f64::from(from + len) {
-                        stalled = true;
-                        continue;
-                    }
+                    stalled = true;
+                    continue;
                 }
                 let played_for = if stalled {
                     now - f64::from(stall.map_or(0.0, |(_, len)| len))
