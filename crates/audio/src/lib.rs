@@ -34,36 +34,69 @@ pub use backend::{AudioBackend, CpalBackend, RatePolicy};
 #[cfg(target_os = "linux")]
 pub use pulse::PulseBackend;
 
-/// The backend [`Capture::start`] and [`Playback::start`] use: cpal, unless the environment
-/// variable [`BACKEND_ENV`] says `pulse`. [`PulseBackend`] (Linux: streams through libpulse)
-/// costs about a quarter less CPU, but is not the default until it is shown as reliable: its
-/// first CI runs lost audio mid-stream once in the CLI's mic-to-speaker test. The variable lets
-/// the same build be measured both ways.
+/// The backend [`Capture::start`] and [`Playback::start`] use: on Linux [`PulseBackend`]
+/// (streams through libpulse, falling back to cpal when no PulseAudio server answers),
+/// elsewhere cpal; the environment variable [`BACKEND_ENV`] (`cpal` or `pulse`) overrides it.
+///
+/// Why libpulse by default, measured on this 2-core machine in one session (`scripts/bench-
+/// audio.sh`, quiet machine, each backend in the same build): a listener of three speakers
+/// costs 4.0-5.4 % of a core against cpal's 9.2 %, the speaker path 6.6-6.7 % against 11.9 %,
+/// PESQ is as good or better; the device layer adds about 6-12 ms more mouth to ear. Its first
+/// CI runs once lost audio mid-stream under load; since its threads ask for real-time
+/// scheduling ([`promote_audio_thread`]) the CLI's mic-to-speaker test passed 26 runs in a
+/// row, 16 of them beside one or two CPU hogs that outranked the test.
 pub fn system_backend() -> Box<dyn AudioBackend> {
-    match std::env::var(BACKEND_ENV).as_deref() {
+    match backend_choice() {
         #[cfg(target_os = "linux")]
-        Ok("pulse") => Box::new(PulseBackend::new()),
-        Ok("cpal") | Err(std::env::VarError::NotPresent) => Box::new(CpalBackend::new()),
-        Ok(other) => {
-            warn_unknown_backend(other);
-            Box::new(CpalBackend::new())
-        }
-        Err(std::env::VarError::NotUnicode(_)) => {
-            warn_unknown_backend("(not UTF-8)");
-            Box::new(CpalBackend::new())
-        }
+        BackendChoice::Pulse => Box::new(PulseBackend::new()),
+        _ => Box::new(CpalBackend::new()),
     }
 }
 
-/// Chooses the device streams' backend: `cpal` (the default) or `pulse` (Linux).
+/// Which backend [`system_backend`] gives: `"pulse"` or `"cpal"`.
+pub fn system_backend_name() -> &'static str {
+    match backend_choice() {
+        BackendChoice::Pulse => "pulse",
+        BackendChoice::Cpal => "cpal",
+    }
+}
+
+/// Chooses the device streams' backend: `pulse` (the default on Linux) or `cpal`.
 pub const BACKEND_ENV: &str = "CONFAB_AUDIO_BACKEND";
+
+#[derive(Clone, Copy)]
+enum BackendChoice {
+    Pulse,
+    Cpal,
+}
+
+fn backend_choice() -> BackendChoice {
+    let default = if cfg!(target_os = "linux") {
+        BackendChoice::Pulse
+    } else {
+        BackendChoice::Cpal
+    };
+    match std::env::var(BACKEND_ENV).as_deref() {
+        Ok("pulse") if cfg!(target_os = "linux") => BackendChoice::Pulse,
+        Ok("cpal") => BackendChoice::Cpal,
+        Err(std::env::VarError::NotPresent) | Ok("") => default,
+        Ok(other) => {
+            warn_unknown_backend(other);
+            default
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            warn_unknown_backend("(not UTF-8)");
+            default
+        }
+    }
+}
 
 fn warn_unknown_backend(value: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         tracing::warn!(
             value,
-            "{BACKEND_ENV} is neither `cpal` nor `pulse` (on Linux); using cpal"
+            "{BACKEND_ENV} is neither `cpal` nor `pulse` (on Linux); using the default"
         );
     });
 }

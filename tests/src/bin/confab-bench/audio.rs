@@ -256,8 +256,8 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     println!("  speech for PESQ: {speech_source}");
     println!(
         "  device streams: {} ({} = cpal | pulse)",
-        match std::env::var(confab_audio::BACKEND_ENV).as_deref() {
-            Ok("pulse") => "libpulse",
+        match confab_audio::system_backend_name() {
+            "pulse" => "libpulse",
             _ => "cpal",
         },
         confab_audio::BACKEND_ENV
