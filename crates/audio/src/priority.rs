@@ -4,10 +4,9 @@
 //! A stream thread that misses its turn by more than the sound server's buffer (20 ms here)
 //! is an audible gap, and at 2-5 % of a core these threads cost others next to nothing. So,
 //! like PulseAudio's own threads, each first asks for real-time scheduling (`SCHED_FIFO`, at
-//! a priority just under PulseAudio's default of 5, so a sound server that runs real-time
-//! still comes first), then for a raised priority in the normal policy (niceness about -12),
-//! and otherwise carries on as it is. libpulse's own thread for the stream, started after the
-//! request, inherits it. Both need privileges (root, `CAP_SYS_NICE`, or an `RLIMIT_RTPRIO` /
+//! a priority just under the sound server's default of 5, so the server's threads still come
+//! first), then for a raised priority in the normal policy (niceness about -12), and otherwise
+//! carries on as it is. Both need privileges (root, `CAP_SYS_NICE`, or an `RLIMIT_RTPRIO` /
 //! `RLIMIT_NICE` that allows them); without them nothing changes. Every thread that asks
 //! blocks or sleeps between its blocks of work, so none of them can hold a core.
 
