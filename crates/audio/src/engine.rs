@@ -219,11 +219,7 @@ impl AudioEngine {
         let mut worker = Worker::new(Arc::clone(&shared), command_rx, packet_rx, voice)?;
         let thread = std::thread::Builder::new()
             .name("confab-audio".into())
-            .spawn(move || {
-                let priority = crate::promote_audio_thread();
-                tracing::debug!(?priority, "audio worker started");
-                worker.run()
-            })
+            .spawn(move || worker.run())
             .map_err(|e| AudioError::Worker(e.to_string()))?;
         Ok(AudioEngine {
             shared,

@@ -22,7 +22,6 @@ mod feed;
 mod jitter;
 mod level;
 mod mixer;
-mod priority;
 #[cfg(target_os = "linux")]
 mod pulse;
 mod rate;
@@ -121,7 +120,6 @@ pub use jitter::{
 };
 pub use level::FrameLevel;
 pub use mixer::{LIMIT_KNEE, MAX_GAIN, MIX_QUEUE, MIX_SLOTS, MixStats, Mixer};
-pub use priority::{AudioPriority, promote_audio_thread};
 pub use stream::{MAX_GAP_SAMPLES, PushOutcome, StreamDecoder, StreamStats};
 pub use voice::{
     AGC_FALL_DB_PER_SECOND, AGC_MAX_GAIN_DB, AGC_MIN_GAIN_DB, AGC_RISE_DB_PER_SECOND,

@@ -92,11 +92,8 @@ fn spawn_stream(
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            // Before opening, so the stream starts as it will run (see `crate::priority`).
-            let priority = crate::promote_audio_thread();
             let simple = match open() {
                 Ok(simple) => {
-                    tracing::debug!(?priority, "device stream opened");
                     let _ = opened.send(Ok(()));
                     simple
                 }
