@@ -39,11 +39,13 @@ pub use pulse::PulseBackend;
 ///
 /// Why libpulse by default, measured on this 2-core machine in one session (`scripts/bench-
 /// audio.sh`, quiet machine, each backend in the same build): a listener of three speakers
-/// costs 4.0-5.4 % of a core against cpal's 9.2 %, the speaker path 6.6-6.7 % against 11.9 %,
-/// PESQ is as good or better; the device layer adds about 6-12 ms more mouth to ear. Its first
-/// CI runs once lost audio mid-stream under load; since its threads ask for real-time
-/// scheduling ([`promote_audio_thread`]) the CLI's mic-to-speaker test passed 26 runs in a
-/// row, 16 of them beside one or two CPU hogs that outranked the test.
+/// costs 4.0-5.4 % of a core against cpal's 9.2 %, the speaker path 6.6-7.4 % against 11.9 %;
+/// PESQ at 5 % loss was 3.61-3.80 in three runs against 3.25, and the device layer adds about
+/// 6-12 ms more mouth to ear. Its first CI runs once lost audio mid-stream under load; the
+/// CLI's mic-to-speaker test then passed 17 of 18 runs beside a competing build or a CPU hog.
+/// (Real-time scheduling for its threads was tried and made it worse: with our threads above a
+/// PulseAudio daemon that is not real-time, a listener's CPU more than doubled and clean
+/// PESQ fell to 1.9.)
 pub fn system_backend() -> Box<dyn AudioBackend> {
     match backend_choice() {
         #[cfg(target_os = "linux")]
