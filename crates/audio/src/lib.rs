@@ -33,19 +33,18 @@ pub use backend::{AudioBackend, CpalBackend, RatePolicy};
 #[cfg(target_os = "linux")]
 pub use pulse::PulseBackend;
 
-/// The backend [`Capture::start`] and [`Playback::start`] use: on Linux [`PulseBackend`]
-/// (streams through libpulse, falling back to cpal when no PulseAudio server answers),
-/// elsewhere cpal; the environment variable [`BACKEND_ENV`] (`cpal` or `pulse`) overrides it.
+/// The backend [`Capture::start`] and [`Playback::start`] use: cpal; the environment variable
+/// [`BACKEND_ENV`] (`cpal` or `pulse`) overrides it. [`PulseBackend`] (Linux: streams through
+/// libpulse, falling back to cpal when no PulseAudio server answers) is not the default yet.
 ///
-/// Why libpulse by default, measured on this 2-core machine in one session (`scripts/bench-
-/// audio.sh`, quiet machine, each backend in the same build): a listener of three speakers
-/// costs 4.0-5.4 % of a core against cpal's 9.2 %, the speaker path 6.6-7.4 % against 11.9 %;
-/// PESQ at 5 % loss was 3.61-3.80 in three runs against 3.25, and the device layer adds about
-/// 6-12 ms more mouth to ear. Its first CI runs once lost audio mid-stream under load; the
-/// CLI's mic-to-speaker test then passed 17 of 18 runs beside a competing build or a CPU hog.
-/// (Real-time scheduling for its threads was tried and made it worse: with our threads above a
-/// PulseAudio daemon that is not real-time, a listener's CPU more than doubled and clean
-/// PESQ fell to 1.9.)
+/// Measured on this 2-core machine in one session (`scripts/bench-audio.sh`, quiet machine,
+/// one build): through libpulse a listener of three speakers costs 4.0-5.4 % of a core against
+/// cpal's 9.2 %, the speaker path 6.6-7.4 % against 11.9 %, and PESQ at 5 % loss was 3.61-3.80
+/// in three runs against cpal's 3.25 in one. But its device layer adds 6-12 ms mouth to ear,
+/// and it glitches now and then: clean PESQ ranged 3.38-4.14 over three runs, one impaired run
+/// missed 12 of 50 chirps, and the CLI's mic-to-speaker test failed 1 of 18 runs under load.
+/// Until that is understood cpal stays. (Real-time scheduling for its threads made it worse:
+/// above a PulseAudio daemon that is not real-time, a listener's CPU more than doubled.)
 pub fn system_backend() -> Box<dyn AudioBackend> {
     match backend_choice() {
         #[cfg(target_os = "linux")]
@@ -62,7 +61,7 @@ pub fn system_backend_name() -> &'static str {
     }
 }
 
-/// Chooses the device streams' backend: `pulse` (the default on Linux) or `cpal`.
+/// Chooses the device streams' backend: `cpal` (the default) or `pulse` (Linux).
 pub const BACKEND_ENV: &str = "CONFAB_AUDIO_BACKEND";
 
 #[derive(Clone, Copy)]
@@ -72,11 +71,7 @@ enum BackendChoice {
 }
 
 fn backend_choice() -> BackendChoice {
-    let default = if cfg!(target_os = "linux") {
-        BackendChoice::Pulse
-    } else {
-        BackendChoice::Cpal
-    };
+    let default = BackendChoice::Cpal;
     match std::env::var(BACKEND_ENV).as_deref() {
         Ok("pulse") if cfg!(target_os = "linux") => BackendChoice::Pulse,
         Ok("cpal") => BackendChoice::Cpal,
