@@ -111,12 +111,29 @@ fn spawn_stream(
     Ok(Running { stop })
 }
 
-fn spec() -> Spec {
-    Spec {
+/// Opens one 48 kHz mono `f32` stream on `device` (what PulseAudio shows as `role`).
+fn open_simple(
+    direction: PaDirection,
+    device: &str,
+    role: &str,
+    attr: &BufferAttr,
+) -> Result<Simple, String> {
+    let spec = Spec {
         format: Format::F32le,
         rate: SAMPLE_RATE,
         channels: 1,
-    }
+    };
+    Simple::new(
+        None,
+        "Confab",
+        direction,
+        Some(device),
+        role,
+        &spec,
+        None,
+        Some(attr),
+    )
+    .map_err(|e| e.to_string().unwrap_or_else(|| format!("{e:?}")))
 }
 
 impl AudioBackend for PulseBackend {
@@ -141,17 +158,7 @@ impl AudioBackend for PulseBackend {
                 minreq: u32::MAX,
                 fragsize: BLOCK_BYTES,
             };
-            Simple::new(
-                None,
-                "Confab",
-                PaDirection::Record,
-                Some(&source),
-                "Microphone",
-                &spec(),
-                None,
-                Some(&attr),
-            )
-            .map_err(|e| e.to_string().unwrap_or_else(|| format!("{e:?}")))
+            open_simple(PaDirection::Record, &source, "Microphone", &attr)
         };
         let lost = Arc::clone(&health);
         let mut bytes = [0u8; BLOCK * 4];
@@ -193,17 +200,7 @@ impl AudioBackend for PulseBackend {
                 minreq: BLOCK_BYTES,
                 fragsize: u32::MAX,
             };
-            Simple::new(
-                None,
-                "Confab",
-                PaDirection::Playback,
-                Some(&sink),
-                "Speaker",
-                &spec(),
-                None,
-                Some(&attr),
-            )
-            .map_err(|e| e.to_string().unwrap_or_else(|| format!("{e:?}")))
+            open_simple(PaDirection::Playback, &sink, "Speaker", &attr)
         };
         let lost = Arc::clone(&health);
         let mut bytes = [0u8; BLOCK * 4];
