@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the audio engine's figures of issue 5 in one run (at most about 4 minutes): mouth-to-ear
+# Prints the audio engine's figures of issue 5 in one run (at most about 5 minutes): mouth-to-ear
 # latency p50/p95 on a clean loopback and under 40 +- 10 ms jitter with 1 % loss, client CPU
 # (a speaker's path without and with noise suppression, a listener of 3 speakers), PESQ
 # wideband MOS at 0 % and 5 % loss and of noisy speech with noise suppression on and off, each

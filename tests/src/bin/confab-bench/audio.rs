@@ -53,7 +53,7 @@ pub(crate) struct AudioArgs {
 /// Spacing of the chirps: longer than any delay we expect, so each is found unambiguously.
 const CHIRP_SPACING: usize = RATE * 3 / 10;
 /// The whole run's bound: a scenario that would overrun it is cut short or skipped.
-const BUDGET: Duration = Duration::from_secs(250);
+const BUDGET: Duration = Duration::from_secs(280);
 /// How long a scenario past its deadline has to finish before its process group is killed.
 const GRACE: Duration = Duration::from_secs(4);
 /// What the analysis after the last scenario needs.
@@ -179,6 +179,7 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     let cpu_speaker_voice =
         runner.scenario(Kind::CpuSpeakerVoice, &cpu_wav, 25.0 + args.cpu_seconds);
     let cpu_listener = runner.scenario(Kind::CpuListener, &cpu_wav, 35.0 + args.cpu_seconds);
+    let cpu_floor = runner.scenario(Kind::CpuFloor, &cpu_wav, 20.0 + 2.0 * args.cpu_seconds);
 
     // Analysis.
     let clean_rec = clean_run
@@ -322,6 +323,25 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
         "listener of 3 speakers: receive -> engine (3 jitter buffers, mix) -> play",
         &cpu_listener,
     );
+    let floor = match &cpu_floor {
+        Ok(Outcome::Floor(f)) => Ok(f),
+        Ok(_) => Err("wrong outcome".to_owned()),
+        Err(e) => Err(e.clone()),
+    };
+    match &floor {
+        Ok(f) => {
+            println!(
+                "  device floor (baseline): PulseAudio's own clients at a {} ms buffer, as ours ask",
+                f.buffer_ms
+            );
+            println!(
+                "    paplay playing {:.2} %, parec recording {:.2} %: what any program pays here to \
+                 keep such streams fed",
+                f.playing, f.recording
+            );
+        }
+        Err(e) => println!("  device floor (baseline): not measured: {e}"),
+    }
     println!();
     println!("PESQ wideband MOS-LQO (P.862.2), speech aligned, 48 -> 16 kHz with rubato:");
     let show = |name: &str, v: &Result<f64, String>| match v {
@@ -430,6 +450,20 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     ];
     for l in lines {
         println!("  {l}");
+    }
+    if let Ok(f) = &floor {
+        let times = |v: Result<f64, String>, base: f64| {
+            v.map_or("-".to_owned(), |v| format!("{:.1}x", v / base))
+        };
+        println!(
+            "    (CPU against the device floor: listener {} of playing's {:.2} %, speaker path {} \
+             and with noise suppression {} of recording's {:.2} %)",
+            times(cpu(&cpu_listener), f.playing),
+            f.playing,
+            times(cpu(&cpu_speaker), f.recording),
+            times(cpu(&cpu_speaker_voice), f.recording),
+            f.recording
+        );
     }
     let mos = |v: &Result<f64, String>| v.as_ref().map_or("-".to_owned(), |v| format!("{v:.2}"));
     println!(
@@ -786,6 +820,7 @@ impl Runner {
             Kind::CpuSpeakerVoice => "cpu-speaker-voice",
             Kind::CpuIdle => "cpu-idle",
             Kind::CpuListener => "cpu-listener",
+            Kind::CpuFloor => "cpu-floor",
         }
     }
 

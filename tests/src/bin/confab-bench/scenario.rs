@@ -48,6 +48,9 @@ pub(crate) enum Kind {
     CpuIdle,
     /// CPU of a listener client process hearing three speakers.
     CpuListener,
+    /// CPU of PulseAudio's own clients (`paplay`, `parec`) playing and recording at the
+    /// device buffer our streams ask for: the floor under any client on this machine.
+    CpuFloor,
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,10 +104,22 @@ pub(crate) struct CpuResult {
     pub(crate) summary: ClientSummary,
 }
 
+/// What the device-floor scenario measured, as % of one core.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct FloorResult {
+    /// `paplay` playing speech to the speaker.
+    pub(crate) playing: f64,
+    /// `parec` recording the microphone.
+    pub(crate) recording: f64,
+    /// The device buffer both asked for (ms).
+    pub(crate) buffer_ms: u32,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Outcome {
     Path(PathResult),
     Cpu(CpuResult),
+    Floor(FloorResult),
 }
 
 pub(crate) fn run(args: ScenarioArgs) -> anyhow::Result<()> {
@@ -168,6 +183,7 @@ pub(crate) fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                     .await
                     .map(Outcome::Cpu),
                 Kind::CpuListener => cpu_listener(&daemon, &args).await.map(Outcome::Cpu),
+                Kind::CpuFloor => cpu_floor(&daemon, &args).await.map(Outcome::Floor),
             }
         };
         tokio::time::timeout(deadline, work)
@@ -352,10 +368,19 @@ struct Measured {
 }
 
 impl Measured {
+    /// This program, run with `args` as a client process.
     fn spawn(daemon: &PulseDaemon, args: &[String]) -> anyhow::Result<Measured> {
         let exe = std::env::current_exe().context("finding this program")?;
+        Self::spawn_program(daemon, exe.to_str().context("program path")?, args)
+    }
+
+    fn spawn_program(
+        daemon: &PulseDaemon,
+        program: &str,
+        args: &[String],
+    ) -> anyhow::Result<Measured> {
         let mut child = daemon
-            .command(exe.to_str().context("program path")?)
+            .command(program)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -488,6 +513,50 @@ async fn cpu_speaker(
         window_s: args.window,
         threads,
         summary: serde_json::from_str(&done)?,
+    })
+}
+
+/// The device buffer our streams ask for (`confab_audio`'s preferred 480 frames).
+const FLOOR_BUFFER_MS: u32 = 10;
+
+/// PulseAudio's own clients, each asking for the same device buffer as our streams and
+/// measured like a client over the same window, in the conditions of the CPU scenarios: what
+/// any program pays on this machine to keep a stream that short fed. First `paplay` playing
+/// speech to the speaker alone (as the listener does), then `parec` recording the microphone
+/// while speech is played into it (as the speaker path does).
+async fn cpu_floor(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Result<FloorResult> {
+    let latency = format!("--latency-msec={FLOOR_BUFFER_MS}");
+    let stimulus = args.stimulus.to_str().context("stimulus path")?.to_owned();
+    let window = Duration::from_secs_f64(args.window);
+    let player = Measured::spawn_program(
+        daemon,
+        "paplay",
+        &[
+            latency.clone(),
+            "-d".into(),
+            "speaker".into(),
+            stimulus.clone(),
+        ],
+    )?;
+    let (playing, _) = player.cpu(WARMUP, window).await?;
+    drop(player);
+    let _feed = KillOnDrop(
+        daemon
+            .command("paplay")
+            .args(["-d", "micfeed", &stimulus])
+            .spawn()
+            .context("running paplay")?,
+    );
+    let recorder = Measured::spawn_program(
+        daemon,
+        "parec",
+        &[latency, "-d".into(), "vmic".into(), "/dev/null".into()],
+    )?;
+    let (recording, _) = recorder.cpu(WARMUP, window).await?;
+    Ok(FloorResult {
+        playing,
+        recording,
+        buffer_ms: FLOOR_BUFFER_MS,
     })
 }
 
