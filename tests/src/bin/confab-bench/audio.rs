@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use confab_audio::{
-    Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES, StreamDecoder,
+    Encoded, Encoder, EncoderConfig, FRAME_SAMPLES, MAX_PACKET_BYTES, StreamDecoder, VoiceConfig,
+    VoiceProcessor,
 };
 use confab_tests::bench::chirp::{self, ChirpTrain};
 use confab_tests::bench::impair::Impairment;
@@ -124,6 +125,7 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     let python = pesq::check_python(&args.python).map(|()| args.python.clone());
     let codec_pesq_0 = pesq_of(&python, &speech, &codec_alone(&speech, 0.0, 1)?, &work);
     let codec_pesq_5 = pesq_of(&python, &speech, &codec_alone(&speech, 0.05, 1)?, &work);
+    let suppression_sweep = suppression_by_snr(&python, &speech, &work)?;
 
     // The system.
     let netns = netns_available();
@@ -388,6 +390,20 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     if let Some(t) = &track_off {
         println!("    {t}");
     }
+    println!(
+        "  noise suppression alone (the same voice processor, no codec or network) on the same \
+         speech in the same noise,"
+    );
+    println!("  by how far the noise sits below the speech: MOS off -> on (gain)");
+    for (snr, off, on) in &suppression_sweep {
+        match (off, on) {
+            (Ok(off), Ok(on)) => println!(
+                "    {snr:>4.0} dB SNR   {off:.2} -> {on:.2}   ({:+.2})",
+                on - off
+            ),
+            (Err(e), _) | (_, Err(e)) => println!("    {snr:>4.0} dB SNR   not measured: {e}"),
+        }
+    }
     println!();
     println!("against the targets of issue 5:");
     let lines = [
@@ -543,6 +559,48 @@ fn codec_alone(pcm: &[f32], loss: f64, seed: u64) -> anyhow::Result<Vec<f32>> {
         }
     }
     Ok(out)
+}
+
+/// A PESQ score, or why there is none.
+type Mos = Result<f64, String>;
+
+/// The SNRs of the suppression sweep: a fan beside the microphone (0-5 dB) to a quiet room
+/// (20 dB).
+const SWEEP_SNR_DB: [f64; 5] = [0.0, 5.0, 10.0, 15.0, 20.0];
+
+/// PESQ of `speech` in pink noise at each of [`SWEEP_SNR_DB`] after the speaker's voice
+/// processor as the noisy scenarios run it (high-pass and AGC, no echo cancellation), with
+/// noise suppression off and on: the suppressor's own gain, and how it depends on the noise.
+fn suppression_by_snr(
+    python: &Result<String, String>,
+    speech: &[f32],
+    work: &Path,
+) -> anyhow::Result<Vec<(f64, Mos, Mos)>> {
+    let process = |noisy: &[f32], noise_suppression: bool| -> anyhow::Result<Vec<f32>> {
+        let mut vp = VoiceProcessor::new(VoiceConfig {
+            high_pass: true,
+            echo_cancel: false,
+            noise_suppression,
+            agc: true,
+        });
+        let mut out = vec![0f32; noisy.len() / FRAME_SAMPLES * FRAME_SAMPLES];
+        for (i, o) in noisy
+            .chunks_exact(FRAME_SAMPLES)
+            .zip(out.chunks_exact_mut(FRAME_SAMPLES))
+        {
+            vp.process(i, o)?;
+        }
+        Ok(out)
+    };
+    SWEEP_SNR_DB
+        .iter()
+        .map(|&snr| {
+            let (noisy, _) = noisy_speech(speech, snr);
+            let off = pesq_of(python, speech, &process(&noisy, false)?, work);
+            let on = pesq_of(python, speech, &process(&noisy, true)?, work);
+            Ok((snr, off, on))
+        })
+        .collect()
 }
 
 /// PESQ of `recording` (48 kHz, containing `reference` somewhere) against `reference`.
