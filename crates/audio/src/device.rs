@@ -33,8 +33,15 @@ use crate::{AudioError, FRAME_SAMPLES, SAMPLE_RATE};
 /// Each ring holds one second of mono audio.
 const RING_SAMPLES: usize = SAMPLE_RATE as usize;
 
-/// Frames per device callback we ask for (10 ms): the backends' default buffers are far larger.
+/// Frames per playback callback we ask for (10 ms): the backends' default buffers are far
+/// larger, and every frame of the speaker's buffer is latency.
 const PREFERRED_BUFFER_FRAMES: u32 = 480;
+
+/// Frames per capture callback we ask for: one 20 ms codec frame. The engine sends a frame
+/// only once all of it is captured, so a frame's worth per callback delivers each frame no
+/// later than two 10 ms callbacks would, with half the wake-ups (each a round trip to the
+/// sound server).
+const PREFERRED_CAPTURE_FRAMES: u32 = 960;
 
 /// How long cpal may take to set a stream up before we give up on the device.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -510,11 +517,13 @@ fn choose_config(
             offered: offered.join(", "),
         });
     };
+    let preferred = match direction {
+        Direction::Input => PREFERRED_CAPTURE_FRAMES,
+        Direction::Output => PREFERRED_BUFFER_FRAMES,
+    };
     let buffer_size = match *range.buffer_size() {
-        SupportedBufferSize::Range { min, max }
-            if (min..=max).contains(&PREFERRED_BUFFER_FRAMES) =>
-        {
-            BufferSize::Fixed(PREFERRED_BUFFER_FRAMES)
+        SupportedBufferSize::Range { min, max } if (min..=max).contains(&preferred) => {
+            BufferSize::Fixed(preferred)
         }
         _ => BufferSize::Default,
     };
