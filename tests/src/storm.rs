@@ -22,7 +22,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
+/// A raw signaling connection, as a light listener (or the load generator) holds it.
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A roster as a client keeps it: the snapshot it joined with, then every batch of news.
@@ -89,7 +90,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn next_msg(ws: &mut Ws) -> anyhow::Result<ServerMsg> {
+/// The next message the server sends on `ws`, skipping pings and other frames; an error once
+/// the server closes signaling or sends something undecodable.
+pub async fn next_msg(ws: &mut Ws) -> anyhow::Result<ServerMsg> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => return Ok(decode_server(t.as_str())?),

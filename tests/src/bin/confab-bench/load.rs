@@ -40,6 +40,7 @@ use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
 use confab_tests::bench::cpu::{process_ticks, ticks_per_second};
 use confab_tests::bench::report::percentile;
 use confab_tests::signal::speech_like;
+use confab_tests::storm::next_msg;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -458,20 +459,6 @@ struct Listener {
     _task: tokio::task::JoinHandle<()>,
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_server_msg(ws: &mut Ws) -> anyhow::Result<ServerMsg> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(decode_server(t.as_str())?),
-            Some(Ok(Message::Close(_))) | None => bail!("the server closed signaling"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => bail!("signaling: {e}"),
-        }
-    }
-}
-
 /// Joins `space` as a listener with nothing but signaling and a peer session; returns once the
 /// first packet arrived (15 s at most). Its task counts packets until the process ends.
 async fn join_listener(
@@ -498,7 +485,7 @@ async fn join_listener(
     }))
     .await?;
     loop {
-        match next_server_msg(&mut ws).await? {
+        match next_msg(&mut ws).await? {
             ServerMsg::Welcome { .. } => break,
             ServerMsg::Error { message, .. } => bail!("hello refused: {message}"),
             _ => {}
@@ -507,7 +494,7 @@ async fn join_listener(
     let start = Instant::now();
     ws.send(send(&ClientMsg::Join { space })).await?;
     loop {
-        match next_server_msg(&mut ws).await? {
+        match next_msg(&mut ws).await? {
             ServerMsg::Joined { .. } => break,
             ServerMsg::Error { message, .. } => bail!("join refused: {message}"),
             other => heard.note(&other, host),
@@ -519,7 +506,7 @@ async fn join_listener(
     let sdp = session.create_offer().await?;
     ws.send(send(&ClientMsg::Offer { sdp })).await?;
     loop {
-        match next_server_msg(&mut ws).await? {
+        match next_msg(&mut ws).await? {
             ServerMsg::Answer { sdp } => break session.accept_answer(sdp).await?,
             ServerMsg::Error { message, .. } => bail!("offer refused: {message}"),
             other => heard.note(&other, host),
