@@ -24,9 +24,10 @@
 //!   continuous speech one near-silent decoded frame (a gap between words) is dropped at most
 //!   every [`SHRINK_INTERVAL`], once the delay exceeds the target by a frame plus 2 ms of
 //!   hysteresis at every one of the last [`DELAY_WINDOW`] pulls (a pull that came late must
-//!   not cost a frame that the next missing packet then waits for again). Only when the excess is large ([`FORCE_SHRINK_EXCESS`]) does
-//!   it drop a loud frame, at most once a second. Time-stretching would be smoother; dropping a
-//!   silent frame costs nothing and needs no DSP.
+//!   not cost a frame that the next missing packet then waits for again). Only when the
+//!   excess is large ([`FORCE_SHRINK_EXCESS`]) does it drop a loud frame, at most once a
+//!   second. Time-stretching would be smoother; dropping a silent frame costs nothing and
+//!   needs no DSP.
 //! - **Loss, FEC, DTX.** A frame missing while its successor is buffered is rebuilt from the
 //!   successor's in-band FEC, else concealed (Opus PLC). A timestamp jump with contiguous
 //!   sequence numbers is the sender pausing (DTX): comfort noise, not loss. When nothing is
