@@ -333,13 +333,13 @@ pub(crate) fn run(args: AudioArgs) -> anyhow::Result<()> {
     match &floor {
         Ok(f) => {
             println!(
-                "  device floor (baseline): PulseAudio's own clients at a {} ms buffer, as ours ask",
-                f.buffer_ms
+                "  device floor (baseline): PulseAudio's own clients at the device buffers ours ask \
+                 for"
             );
             println!(
-                "    paplay playing {:.2} %, parec recording {:.2} %: what any program pays here to \
-                 keep such streams fed",
-                f.playing, f.recording
+                "    paplay playing ({} ms) {:.2} %, parec recording ({} ms) {:.2} %: what any \
+                 program pays here to keep such streams fed",
+                f.play_buffer_ms, f.playing, f.record_buffer_ms, f.recording
             );
         }
         Err(e) => println!("  device floor (baseline): not measured: {e}"),

@@ -49,7 +49,7 @@ pub(crate) enum Kind {
     /// CPU of a listener client process hearing three speakers.
     CpuListener,
     /// CPU of PulseAudio's own clients (`paplay`, `parec`) playing and recording at the
-    /// device buffer our streams ask for: the floor under any client on this machine.
+    /// device buffers our streams ask for: the floor under any client on this machine.
     CpuFloor,
 }
 
@@ -111,8 +111,10 @@ pub(crate) struct FloorResult {
     pub(crate) playing: f64,
     /// `parec` recording the microphone.
     pub(crate) recording: f64,
-    /// The device buffer both asked for (ms).
-    pub(crate) buffer_ms: u32,
+    /// The device buffer `paplay` asked for (ms): our playback's.
+    pub(crate) play_buffer_ms: u32,
+    /// The device buffer `parec` asked for (ms): our capture's.
+    pub(crate) record_buffer_ms: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -516,23 +518,24 @@ async fn cpu_speaker(
     })
 }
 
-/// The device buffer our streams ask for (`confab_audio`'s preferred 480 frames).
-const FLOOR_BUFFER_MS: u32 = 10;
+/// The device buffers our streams ask for (`confab_audio`'s preferred 480 frames for playback,
+/// one 960-frame codec frame for capture).
+const FLOOR_PLAY_MS: u32 = 10;
+const FLOOR_RECORD_MS: u32 = 20;
 
-/// PulseAudio's own clients, each asking for the same device buffer as our streams and
+/// PulseAudio's own clients, each asking for the same device buffer as our stream and
 /// measured like a client over the same window, in the conditions of the CPU scenarios: what
 /// any program pays on this machine to keep a stream that short fed. First `paplay` playing
 /// speech to the speaker alone (as the listener does), then `parec` recording the microphone
 /// while speech is played into it (as the speaker path does).
 async fn cpu_floor(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Result<FloorResult> {
-    let latency = format!("--latency-msec={FLOOR_BUFFER_MS}");
     let stimulus = args.stimulus.to_str().context("stimulus path")?.to_owned();
     let window = Duration::from_secs_f64(args.window);
     let player = Measured::spawn_program(
         daemon,
         "paplay",
         &[
-            latency.clone(),
+            format!("--latency-msec={FLOOR_PLAY_MS}"),
             "-d".into(),
             "speaker".into(),
             stimulus.clone(),
@@ -550,13 +553,19 @@ async fn cpu_floor(daemon: &PulseDaemon, args: &ScenarioArgs) -> anyhow::Result<
     let recorder = Measured::spawn_program(
         daemon,
         "parec",
-        &[latency, "-d".into(), "vmic".into(), "/dev/null".into()],
+        &[
+            format!("--latency-msec={FLOOR_RECORD_MS}"),
+            "-d".into(),
+            "vmic".into(),
+            "/dev/null".into(),
+        ],
     )?;
     let (recording, _) = recorder.cpu(WARMUP, window).await?;
     Ok(FloorResult {
         playing,
         recording,
-        buffer_ms: FLOOR_BUFFER_MS,
+        play_buffer_ms: FLOOR_PLAY_MS,
+        record_buffer_ms: FLOOR_RECORD_MS,
     })
 }
 
