@@ -37,13 +37,13 @@ pub use pulse::PulseBackend;
 /// [`BACKEND_ENV`] (`cpal` or `pulse`) overrides it. [`PulseBackend`] (Linux: streams through
 /// libpulse, falling back to cpal when no PulseAudio server answers) is not the default yet.
 ///
-/// Measured on this 2-core machine in one session (`scripts/bench-audio.sh`, quiet machine,
-/// one build): through libpulse a listener of three speakers costs 4.0-5.4 % of a core against
-/// cpal's 9.2 %, the speaker path 6.6-7.4 % against 11.9 %, and PESQ at 5 % loss was 3.61-3.80
-/// in three runs against cpal's 3.25 in one. But its device layer adds 6-12 ms mouth to ear,
-/// and it glitches now and then: clean PESQ ranged 3.38-4.14 over three runs, one impaired run
-/// missed 12 of 50 chirps, and the CLI's mic-to-speaker test failed 1 of 18 runs under load.
-/// Until that is understood cpal stays. (Real-time scheduling for its threads made it worse:
+/// Measured on this 2-core machine (`scripts/bench-audio.sh`, quiet machine): through libpulse
+/// a listener of three speakers costs 4.0-6.1 % of a core against cpal's 7.5-10 %. But its
+/// device layer adds 6-12 ms mouth to ear, and it glitches now and then: one impaired run
+/// missed 12 of 50 chirps, the CLI's mic-to-speaker test failed 1 of 18 runs under load, and
+/// after the jitter buffer stopped shrinking on single late pulls (which took cpal's PESQ at
+/// 5 % loss to 3.06-3.90) its one run scored 2.86 there, with playback underruns. Until that
+/// is understood cpal stays. (Real-time scheduling for its threads made it worse:
 /// above a PulseAudio daemon that is not real-time, a listener's CPU more than doubled.)
 pub fn system_backend() -> Box<dyn AudioBackend> {
     match backend_choice() {
