@@ -16,7 +16,10 @@
 //!
 //! This crate never decodes or encodes audio and never blocks a thread.
 
+mod mux;
 mod session;
+
+pub use mux::{Mux, MuxSession, MuxStats, forward};
 
 pub use session::{
     LocalAudio, NetworkStats, PeerSession, RemoteAudio, RtcConfig, RtcError, RtpPacket,

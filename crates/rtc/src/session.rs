@@ -130,7 +130,7 @@ pub struct RtpPacket {
 }
 
 impl RtpPacket {
-    fn from_rtp(p: rtp::Packet, level_id: u8) -> Self {
+    pub(crate) fn from_rtp(p: rtp::Packet, level_id: u8) -> Self {
         let level = if level_id == 0 {
             None
         } else {
@@ -164,12 +164,12 @@ static LEVEL_BYTES: [u8; 256] = {
 
 /// The negotiated id of the audio level extension, shared by a session and its tracks; 0 until
 /// negotiation settled it, or when it was not negotiated.
-type LevelId = Arc<AtomicU8>;
+pub(crate) type LevelId = Arc<AtomicU8>;
 
 /// Audio we send: RTP packets written here go to the remote peer.
 #[derive(Clone)]
 pub struct LocalAudio {
-    track: Arc<TrackLocalStaticRTP>,
+    pub(crate) sink: Sink,
     ssrc: u32,
     /// Counts the packets written, when someone asked to (see [`LocalAudio::count_sent`]).
     sent: Option<Arc<AtomicU64>>,
@@ -177,6 +177,15 @@ pub struct LocalAudio {
     /// For a server's receive-slot track, which carries one speaker after another: the
     /// renumbering that keeps its sequence numbers and timestamps one continuous stream.
     renumber: Option<Arc<std::sync::Mutex<Renumber>>>,
+}
+
+/// Where a [`LocalAudio`]'s packets go.
+#[derive(Clone)]
+pub(crate) enum Sink {
+    /// A track of a [`PeerSession`] (the `webrtc` crate's async driver).
+    Track(Arc<TrackLocalStaticRTP>),
+    /// A connection on a [`crate::Mux`].
+    Mux(crate::mux::MuxTarget),
 }
 
 /// Sequence numbers and timestamps of a track whose packets come from one source after
@@ -245,11 +254,41 @@ impl LocalAudio {
             }],
         );
         LocalAudio {
-            track: Arc::new(TrackLocalStaticRTP::new(track)),
+            sink: Sink::Track(Arc::new(TrackLocalStaticRTP::new(track))),
             ssrc,
             sent: None,
             level_id,
             renumber: None,
+        }
+    }
+
+    /// A forwarding track of a connection on a [`crate::Mux`].
+    pub(crate) fn muxed(
+        _track_id: &str,
+        ssrc: u32,
+        level_id: LevelId,
+        target: crate::mux::MuxTarget,
+    ) -> Self {
+        LocalAudio {
+            sink: Sink::Mux(target),
+            ssrc,
+            sent: None,
+            level_id,
+            renumber: Some(Arc::default()),
+        }
+    }
+
+    fn track(&self) -> Option<&Arc<TrackLocalStaticRTP>> {
+        match &self.sink {
+            Sink::Track(t) => Some(t),
+            Sink::Mux(_) => None,
+        }
+    }
+
+    /// Adds one to the sent counter, if there is one.
+    pub(crate) fn count_one(&self) {
+        if let Some(sent) = &self.sent {
+            sent.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -267,9 +306,10 @@ impl LocalAudio {
         }
     }
 
-    /// Sends one Opus frame, with its audio level when it has one and the peer negotiated the
-    /// extension (the level is then the packet's only header extension).
-    pub async fn send(&self, packet: &RtpPacket) -> Result<(), RtcError> {
+    /// The RTP packet this track sends for `packet`: renumbered if it forwards, stamped with
+    /// the audio level when it has one and the peer negotiated the extension (the level is
+    /// then the packet's only header extension).
+    pub(crate) fn to_rtp(&self, packet: &RtpPacket) -> rtp::Packet {
         let (sequence, timestamp, marker) = match &self.renumber {
             // Held for a few arithmetic operations, never across an await; two forwarders
             // only meet here for a packet or two around a switch.
@@ -301,11 +341,32 @@ impl LocalAudio {
                 .header
                 .set_extension(id, Bytes::from_static(&LEVEL_BYTES[b..=b]));
         }
-        self.track.write_rtp(pkt).await.map_err(RtcError::from)?;
-        if let Some(sent) = &self.sent {
-            sent.fetch_add(1, Ordering::Relaxed);
+        pkt
+    }
+
+    /// Sends one Opus frame (see [`LocalAudio::to_rtp`] for what goes out). On a muxed
+    /// connection this hands the packet to the mux's thread, which sends it.
+    pub async fn send(&self, packet: &RtpPacket) -> Result<(), RtcError> {
+        match &self.sink {
+            Sink::Track(track) => {
+                track
+                    .write_rtp(self.to_rtp(packet))
+                    .await
+                    .map_err(RtcError::from)?;
+                self.count_one();
+                Ok(())
+            }
+            Sink::Mux(target) => {
+                if target
+                    .mux
+                    .forward(packet.clone(), Arc::new(vec![self.clone()]))
+                {
+                    Ok(())
+                } else {
+                    Err(RtcError::Closed)
+                }
+            }
         }
-        Ok(())
     }
 
     /// Whether packets sent here carry their audio level (the peer negotiated the extension).
@@ -321,9 +382,15 @@ impl LocalAudio {
 
 /// Audio we receive on one transceiver.
 pub struct RemoteAudio {
-    track: Arc<dyn TrackRemote>,
+    source: Source,
     track_id: String,
     level_id: LevelId,
+}
+
+enum Source {
+    Track(Arc<dyn TrackRemote>),
+    /// Packets a [`crate::Mux`]'s thread read for this track (already parsed).
+    Mux(tokio::sync::Mutex<mpsc::UnboundedReceiver<RtpPacket>>),
 }
 
 impl RemoteAudio {
@@ -338,10 +405,26 @@ impl RemoteAudio {
         parse_slot_track_id(&self.track_id)
     }
 
+    pub(crate) fn muxed(
+        packets: mpsc::UnboundedReceiver<RtpPacket>,
+        track_id: String,
+        level_id: LevelId,
+    ) -> Self {
+        RemoteAudio {
+            source: Source::Mux(tokio::sync::Mutex::new(packets)),
+            track_id,
+            level_id,
+        }
+    }
+
     /// The next RTP packet, or `None` once the track has ended.
     pub async fn recv(&self) -> Option<RtpPacket> {
+        let track = match &self.source {
+            Source::Track(t) => t,
+            Source::Mux(rx) => return rx.lock().await.recv().await,
+        };
         loop {
-            match self.track.poll().await? {
+            match track.poll().await? {
                 TrackRemoteEvent::OnRtpPacket(p) => {
                     let id = self.level_id.load(Ordering::Relaxed);
                     return Some(RtpPacket::from_rtp(p, id));
@@ -380,7 +463,7 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let track_id = track.track_id().await;
         let _ = self.events.send(SessionEvent::RemoteAudio(RemoteAudio {
-            track,
+            source: Source::Track(track),
             track_id,
             level_id: Arc::clone(&self.level_id),
         }));
@@ -396,7 +479,7 @@ pub struct PeerSession {
     level_id: LevelId,
 }
 
-fn opus_codec() -> RTCRtpCodec {
+pub(crate) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
@@ -406,7 +489,7 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-fn rand_ssrc() -> u32 {
+pub(crate) fn rand_ssrc() -> u32 {
     // SSRCs only need to be unlikely to collide within one session; the randomness of a hashed
     // fresh `RandomState` is plenty and avoids a direct dependency on an RNG crate here.
     use std::hash::{BuildHasher, Hasher};
@@ -415,27 +498,38 @@ fn rand_ssrc() -> u32 {
     (h.finish() as u32).max(1)
 }
 
-impl PeerSession {
-    /// A new, unconnected session bound to `config.bind_ip` on an ephemeral UDP port.
-    pub async fn new(config: &RtcConfig) -> Result<PeerSession, RtcError> {
-        let mut media_engine = MediaEngine::default();
-        media_engine.register_codec(
+/// The codecs and header extensions of every Confab connection: Opus only, and the audio
+/// level extension unless `audio_level` is off.
+pub(crate) fn media_engine(audio_level: bool) -> Result<MediaEngine, RtcError> {
+    let mut media_engine = MediaEngine::default();
+    media_engine
+        .register_codec(
             RTCRtpCodecParameters {
                 rtp_codec: opus_codec(),
                 payload_type: OPUS_PAYLOAD_TYPE,
             },
             RtpCodecKind::Audio,
-        )?;
-        if config.audio_level {
-            // Either direction: the client stamps its microphone, the server reads the levels.
-            media_engine.register_header_extension(
+        )
+        .map_err(|e| RtcError::Engine(e.to_string()))?;
+    if audio_level {
+        // Either direction: the client stamps its microphone, the server reads the levels.
+        media_engine
+            .register_header_extension(
                 RTCRtpHeaderExtensionCapability {
                     uri: AUDIO_LEVEL_URI.to_owned(),
                 },
                 RtpCodecKind::Audio,
                 None,
-            )?;
-        }
+            )
+            .map_err(|e| RtcError::Engine(e.to_string()))?;
+    }
+    Ok(media_engine)
+}
+
+impl PeerSession {
+    /// A new, unconnected session bound to `config.bind_ip` on an ephemeral UDP port.
+    pub async fn new(config: &RtcConfig) -> Result<PeerSession, RtcError> {
+        let media_engine = media_engine(config.audio_level)?;
         // Only the RTCP sender and receiver reports: they carry loss, jitter and round-trip
         // time, which webrtc's stats report. The defaults' other interceptors are dead weight
         // for Opus audio that every packet still walks through: NACK is negotiated for video
@@ -509,7 +603,7 @@ impl PeerSession {
     pub async fn add_client_transceivers(&self) -> Result<LocalAudio, RtcError> {
         let mic = LocalAudio::new("confab-mic", Arc::clone(&self.level_id));
         self.pc
-            .add_track(Arc::clone(&mic.track) as Arc<dyn TrackLocal>)
+            .add_track(Arc::clone(mic.track().ok_or(RtcError::Closed)?) as Arc<dyn TrackLocal>)
             .await?;
         for _ in 1..RECV_SLOTS {
             self.pc
@@ -556,7 +650,7 @@ impl PeerSession {
             let track =
                 LocalAudio::forwarding(&crate::slot_track_id(slot), Arc::clone(&self.level_id));
             self.pc
-                .add_track(Arc::clone(&track.track) as Arc<dyn TrackLocal>)
+                .add_track(Arc::clone(track.track().ok_or(RtcError::Closed)?) as Arc<dyn TrackLocal>)
                 .await?;
             slots.push(track);
         }

@@ -1,0 +1,882 @@
+//! A server's peer connections, many on one UDP socket and one thread.
+//!
+//! [`PeerSession`](crate::PeerSession) gives every connection the `webrtc` crate's async
+//! driver: its own socket, its own task, channels between them, a wake-up per packet. For a
+//! listener that only receives a speaker's 50 packets a second, that machinery costs several
+//! times the packet itself (issue 6's profile: most of the SFU's CPU). A [`Mux`] drives the
+//! same sans-IO core (`rtc::RTCPeerConnection`, which `webrtc` wraps) for every connection
+//! itself, on one thread:
+//! - one UDP socket for all of them, whose address is every answer's only ICE candidate;
+//!   datagrams are told apart by their source address, and the first ones from a new address
+//!   (ICE binding requests) by the STUN username, which starts with the connection's own
+//!   ICE username fragment;
+//! - a forwarded packet is one message to the thread with the whole list of tracks it goes
+//!   to; each copy is renumbered, SRTP-protected and sent there, with no task or channel per
+//!   listener;
+//! - each connection's timers (ICE consent, DTLS, RTCP reports) are kept as deadlines the
+//!   thread sleeps until.
+//!
+//! Only answering is supported (the server's side); clients keep [`PeerSession`].
+//!
+//! [`PeerSession`]: crate::PeerSession
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::session::{LevelId, LocalAudio, RemoteAudio, Sink, media_engine, opus_codec, rand_ssrc};
+use crate::{AUDIO_LEVEL_URI, RECV_SLOTS, RtcError, RtpPacket, SessionEvent};
+
+/// Whatever a connection's timers say, the thread looks at it at least this often.
+const MAX_SLEEP: Duration = Duration::from_millis(250);
+/// Datagrams read in one go before the thread looks at its other work.
+const READ_BATCH: usize = 256;
+/// Commands taken in one go before the thread reads its socket again.
+const COMMAND_BATCH: usize = 256;
+/// Deadlines are refreshed from each connection's timers at least this often, because a
+/// forwarded packet (which does not refresh them, to stay cheap) can start a timer.
+const DEADLINE_SWEEP: Duration = Duration::from_millis(100);
+
+/// The counters of a [`Mux`], readable while it runs.
+#[derive(Debug, Default)]
+pub struct MuxStats {
+    /// Connections alive now.
+    pub connections: AtomicU64,
+    /// Datagrams sent / that the socket refused (its send buffer was full).
+    pub datagrams_out: AtomicU64,
+    pub send_failures: AtomicU64,
+    /// Datagrams read / dropped because no connection owned their source.
+    pub datagrams_in: AtomicU64,
+    pub strays: AtomicU64,
+}
+
+/// A handle on the thread that drives many peer connections over one socket. Clones share
+/// it; the thread ends when the last handle and the last session are gone.
+#[derive(Clone)]
+pub struct Mux {
+    inner: Arc<MuxInner>,
+}
+
+pub(crate) struct MuxInner {
+    /// Unique in the process: tells this mux's connection keys from another's.
+    id: u64,
+    commands: mpsc::UnboundedSender<Command>,
+    local: SocketAddr,
+    stats: Arc<MuxStats>,
+}
+
+impl std::fmt::Debug for Mux {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mux").field("local", &self.inner.local).finish()
+    }
+}
+
+/// Where a muxed track's packets go: the thread and the connection.
+#[derive(Clone)]
+pub(crate) struct MuxTarget {
+    pub(crate) mux: Arc<MuxInner>,
+    pub(crate) key: u64,
+    pub(crate) sender: RTCRtpSenderId,
+}
+
+pub(crate) enum Command {
+    Answer {
+        offer: String,
+        audio_level: bool,
+        level_id: LevelId,
+        events: mpsc::UnboundedSender<SessionEvent>,
+        reply: oneshot::Sender<Result<Answered, RtcError>>,
+    },
+    /// One packet to every muxed track of `to` that is this thread's.
+    Forward {
+        packet: RtpPacket,
+        to: Arc<Vec<LocalAudio>>,
+    },
+    Close {
+        key: u64,
+    },
+}
+
+pub(crate) struct Answered {
+    key: u64,
+    sdp: String,
+    senders: Vec<(RTCRtpSenderId, u32)>,
+}
+
+impl Mux {
+    /// Binds a UDP socket on `ip` (an ephemeral port) and starts the thread.
+    pub fn start(ip: IpAddr) -> Result<Mux, RtcError> {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+            .map_err(|e| RtcError::Engine(format!("binding the media socket: {e}")))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| RtcError::Engine(format!("media socket: {e}")))?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| RtcError::Engine(format!("media socket: {e}")))?;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(MuxStats::default());
+        let thread_stats = Arc::clone(&stats);
+        std::thread::Builder::new()
+            .name("confab-mux".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the media thread could not start");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let socket = match tokio::net::UdpSocket::from_std(socket) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(error = %e, "the media socket");
+                            return;
+                        }
+                    };
+                    Engine::new(id, socket, local, thread_stats).run(rx).await;
+                });
+            })
+            .map_err(|e| RtcError::Engine(format!("starting the media thread: {e}")))?;
+        Ok(Mux {
+            inner: Arc::new(MuxInner {
+                id,
+                commands: tx,
+                local,
+                stats,
+            }),
+        })
+    }
+
+    /// The socket every connection of this mux uses.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    pub fn stats(&self) -> &MuxStats {
+        &self.inner.stats
+    }
+
+    /// Answers a client's offer (the fixed layout of [`crate`]): one forwarding track per
+    /// receive slot, in m-line order. Returns the session, the answer SDP (complete: its one
+    /// candidate is the mux's socket) and the slot tracks.
+    pub async fn answer_client(
+        &self,
+        offer: String,
+        audio_level: bool,
+    ) -> Result<(MuxSession, String, Vec<LocalAudio>), RtcError> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let level_id = LevelId::default();
+        self.inner
+            .commands
+            .send(Command::Answer {
+                offer,
+                audio_level,
+                level_id: Arc::clone(&level_id),
+                events: events_tx,
+                reply: reply_tx,
+            })
+            .map_err(|_| RtcError::Closed)?;
+        let answered = reply_rx.await.map_err(|_| RtcError::Closed)??;
+        let slots = answered
+            .senders
+            .iter()
+            .enumerate()
+            .map(|(slot, (sender, ssrc))| {
+                LocalAudio::muxed(
+                    &crate::slot_track_id(slot),
+                    *ssrc,
+                    Arc::clone(&level_id),
+                    MuxTarget {
+                        mux: Arc::clone(&self.inner),
+                        key: answered.key,
+                        sender: *sender,
+                    },
+                )
+            })
+            .collect();
+        Ok((
+            MuxSession {
+                mux: Arc::clone(&self.inner),
+                key: answered.key,
+                events: events_rx,
+            },
+            answered.sdp,
+            slots,
+        ))
+    }
+}
+
+/// Sends `packet` on every track of `to`: the muxed ones with one message per mux (its thread
+/// makes every copy), the others one by one. Returns how many tracks it went to, or was
+/// handed over for.
+pub async fn forward(to: &Arc<Vec<LocalAudio>>, packet: &RtpPacket) -> usize {
+    let mut done = 0;
+    let mut muxes: Vec<&Arc<MuxInner>> = Vec::new();
+    for track in to.iter() {
+        match &track.sink {
+            Sink::Mux(target) => {
+                if !muxes.iter().any(|m| MuxInner::same(m, &target.mux)) {
+                    muxes.push(&target.mux);
+                }
+            }
+            Sink::Track(_) => {
+                if track.send(packet).await.is_ok() {
+                    done += 1;
+                }
+            }
+        }
+    }
+    for mux in muxes {
+        if mux.forward(packet.clone(), Arc::clone(to)) {
+            done += to
+                .iter()
+                .filter(|t| matches!(&t.sink, Sink::Mux(m) if MuxInner::same(&m.mux, mux)))
+                .count();
+        }
+    }
+    done
+}
+
+impl MuxInner {
+    pub(crate) fn forward(&self, packet: RtpPacket, to: Arc<Vec<LocalAudio>>) -> bool {
+        self.commands.send(Command::Forward { packet, to }).is_ok()
+    }
+
+    pub(crate) fn same(a: &Arc<MuxInner>, b: &Arc<MuxInner>) -> bool {
+        a.id == b.id
+    }
+}
+
+/// One connection on a [`Mux`]. Dropping it closes the connection.
+pub struct MuxSession {
+    mux: Arc<MuxInner>,
+    key: u64,
+    events: mpsc::UnboundedReceiver<SessionEvent>,
+}
+
+impl MuxSession {
+    /// The next event, or `None` once the connection is gone.
+    pub async fn next_event(&mut self) -> Option<SessionEvent> {
+        self.events.recv().await
+    }
+
+    /// Closes the connection (also done on drop).
+    pub fn close(&self) {
+        let _ = self.mux.commands.send(Command::Close { key: self.key });
+    }
+}
+
+impl Drop for MuxSession {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Peer {
+    pc: RTCPeerConnection,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    level_id: LevelId,
+    /// When the connection's timers next want it.
+    deadline: Instant,
+    /// Remote track id to the channel its packets go to.
+    tracks: HashMap<String, mpsc::UnboundedSender<RtpPacket>>,
+    ufrag: String,
+    addrs: Vec<SocketAddr>,
+    closed: bool,
+}
+
+struct Engine {
+    id: u64,
+    socket: tokio::net::UdpSocket,
+    local: SocketAddr,
+    stats: Arc<MuxStats>,
+    peers: HashMap<u64, Peer>,
+    by_addr: HashMap<SocketAddr, u64>,
+    by_ufrag: HashMap<String, u64>,
+    next_key: u64,
+    last_sweep: Instant,
+}
+
+impl Engine {
+    fn new(
+        id: u64,
+        socket: tokio::net::UdpSocket,
+        local: SocketAddr,
+        stats: Arc<MuxStats>,
+    ) -> Self {
+        Engine {
+            id,
+            socket,
+            local,
+            stats,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            next_key: 1,
+            last_sweep: Instant::now(),
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let now = Instant::now();
+            let wake = self
+                .peers
+                .values()
+                .map(|p| p.deadline)
+                .min()
+                .unwrap_or(now + MAX_SLEEP)
+                .min(now + MAX_SLEEP)
+                .min(self.last_sweep + DEADLINE_SWEEP);
+            tokio::select! {
+                biased;
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.command(command);
+                    for _ in 1..COMMAND_BATCH {
+                        match commands.try_recv() {
+                            Ok(c) => self.command(c),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                ready = self.socket.readable() => {
+                    if let Err(e) = ready {
+                        tracing::error!(error = %e, "the media socket failed");
+                        break;
+                    }
+                    for _ in 0..READ_BATCH {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => self.datagram(&buf[..n], from),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                // ICMP errors from a peer that went away surface here.
+                                tracing::debug!(error = %e, "media socket read");
+                                break;
+                            }
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+            self.timers();
+        }
+        for (_, mut p) in self.peers.drain() {
+            let _ = p.pc.close();
+            let _ = p.events.send(SessionEvent::Closed);
+        }
+        tracing::debug!("media thread ended");
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Answer {
+                offer,
+                audio_level,
+                level_id,
+                events,
+                reply,
+            } => {
+                let result = self.answer(offer, audio_level, level_id, events);
+                let _ = reply.send(result);
+            }
+            Command::Forward { packet, to } => self.forward(&packet, &to),
+            Command::Close { key } => self.remove(key),
+        }
+    }
+
+    fn answer(
+        &mut self,
+        offer: String,
+        audio_level: bool,
+        level_id: LevelId,
+        events: mpsc::UnboundedSender<SessionEvent>,
+    ) -> Result<Answered, RtcError> {
+        let key = self.next_key;
+        self.next_key += 1;
+        let ufrag = format!("cfx{key:x}");
+        let password = random_hex(32);
+        let now = Instant::now();
+        let setting_engine = SettingEngineBuilder::new()
+            .with_ice_credentials(ufrag.clone(), password)
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine(audio_level)?)
+            .with_setting_engine(setting_engine)
+            .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
+            .build(now)
+            .map_err(engine)?;
+        pc.set_remote_description(now, RTCSessionDescription::offer(offer).map_err(engine)?)
+            .map_err(engine)?;
+        let mut senders = Vec::with_capacity(RECV_SLOTS);
+        for slot in 0..RECV_SLOTS {
+            let ssrc = rand_ssrc();
+            let id = crate::slot_track_id(slot);
+            let track = MediaStreamTrack::new(
+                "confab".to_owned(),
+                id.clone(),
+                id,
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: opus_codec(),
+                    ..Default::default()
+                }],
+            );
+            senders.push((pc.add_track(track).map_err(engine)?, ssrc));
+        }
+        pc.add_local_candidate(RTCIceCandidateInit {
+            candidate: format!(
+                "candidate:1 1 udp 2130706431 {} {} typ host",
+                self.local.ip(),
+                self.local.port()
+            ),
+            ..Default::default()
+        })
+        .map_err(engine)?;
+        let answer = pc.create_answer(None).map_err(engine)?;
+        pc.set_local_description(now, answer).map_err(engine)?;
+        let sdp = pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or(RtcError::NoLocalDescription)?;
+        level_id.store(level_extension_id(&sdp), Ordering::Relaxed);
+        let deadline = pc.poll_timeout().unwrap_or(now + MAX_SLEEP);
+        self.by_ufrag.insert(ufrag.clone(), key);
+        self.peers.insert(
+            key,
+            Peer {
+                pc,
+                events,
+                level_id,
+                deadline,
+                tracks: HashMap::new(),
+                ufrag,
+                addrs: Vec::new(),
+                closed: false,
+            },
+        );
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        self.drain(key);
+        Ok(Answered { key, sdp, senders })
+    }
+
+    fn datagram(&mut self, data: &[u8], from: SocketAddr) {
+        self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        let key = match self.by_addr.get(&from) {
+            Some(k) => *k,
+            None => {
+                let Some(key) = stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(u)).copied()
+                else {
+                    self.stats.strays.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                self.by_addr.insert(from, key);
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.addrs.push(from);
+                }
+                key
+            }
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let message = TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: self.local,
+                peer_addr: from,
+                transport_protocol: TransportProtocol::UDP,
+                ecn: None,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = peer.pc.handle_read(message) {
+            // A datagram the connection could not use (garbled, replayed, out of order in
+            // the handshake): its problem to recover from, never the thread's.
+            tracing::debug!(error = %e, "media datagram refused");
+        }
+        self.drain(key);
+    }
+
+    /// Everything a connection has to say after it was touched: datagrams, events, media.
+    fn drain(&mut self, key: u64) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        while let Some(out) = peer.pc.poll_write() {
+            send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
+        }
+        while let Some(event) = peer.pc.poll_event() {
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    tracing::debug!(%state, key, "muxed connection state");
+                    match state {
+                        RTCPeerConnectionState::Connected => {
+                            let _ = peer.events.send(SessionEvent::Connected);
+                        }
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                            peer.closed = true;
+                        }
+                        _ => {}
+                    }
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let track_id = init.track_id.to_string();
+                    peer.tracks.insert(track_id.clone(), tx);
+                    let _ = peer.events.send(SessionEvent::RemoteAudio(RemoteAudio::muxed(
+                        rx,
+                        track_id,
+                        Arc::clone(&peer.level_id),
+                    )));
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) => {
+                    peer.tracks.remove(&track_id.to_string());
+                }
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = peer.pc.poll_read() {
+            if let RTCMessage::RtpPacket(track_id, packet) = message {
+                let id = peer.level_id.load(Ordering::Relaxed);
+                if let Some(tx) = peer.tracks.get(&track_id.to_string()) {
+                    let _ = tx.send(RtpPacket::from_rtp(packet, id));
+                }
+            }
+        }
+        // Anything the events or reads queued goes out now.
+        while let Some(out) = peer.pc.poll_write() {
+            send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
+        }
+        peer.deadline = peer
+            .pc
+            .poll_timeout()
+            .unwrap_or(Instant::now() + MAX_SLEEP);
+        if peer.closed {
+            self.remove(key);
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        let sweep = now >= self.last_sweep + DEADLINE_SWEEP;
+        if sweep {
+            self.last_sweep = now;
+        }
+        let due: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| sweep || p.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if peer.deadline <= now
+                && let Err(e) = peer.pc.handle_timeout(now)
+            {
+                tracing::debug!(error = %e, key, "muxed connection timer");
+            }
+            self.drain(key);
+        }
+    }
+
+    fn forward(&mut self, packet: &RtpPacket, to: &[LocalAudio]) {
+        let now = Instant::now();
+        for track in to {
+            let Sink::Mux(target) = &track.sink else {
+                continue;
+            };
+            if target.mux.id != self.id {
+                continue;
+            }
+            let Some(peer) = self.peers.get_mut(&target.key) else {
+                continue;
+            };
+            let rtp = track.to_rtp(packet);
+            let Some(mut sender) = peer.pc.rtp_sender(target.sender) else {
+                continue;
+            };
+            if let Err(e) = sender.write_rtp(now, rtp) {
+                tracing::trace!(error = %e, "forwarding to a muxed connection");
+                continue;
+            }
+            track.count_one();
+            while let Some(out) = peer.pc.poll_write() {
+                send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: u64) {
+        let Some(mut peer) = self.peers.remove(&key) else {
+            return;
+        };
+        let _ = peer.pc.close();
+        while let Some(out) = peer.pc.poll_write() {
+            send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
+        }
+        for a in &peer.addrs {
+            self.by_addr.remove(a);
+        }
+        self.by_ufrag.remove(&peer.ufrag);
+        let _ = peer.events.send(SessionEvent::Closed);
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn send(socket: &tokio::net::UdpSocket, stats: &MuxStats, data: &[u8], to: SocketAddr) {
+    match socket.try_send_to(data, to) {
+        Ok(_) => {
+            stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            stats.send_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(error = %e, %to, "media send");
+        }
+    }
+}
+
+fn engine(e: rtc::shared::error::Error) -> RtcError {
+    RtcError::Engine(e.to_string())
+}
+
+/// The id `sdp` gives the audio level extension (0: none).
+fn level_extension_id(sdp: &str) -> u8 {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=extmap:"))
+        .find_map(|rest| {
+            let (id, uri) = rest.split_once(' ')?;
+            if uri.split_whitespace().next()? != AUDIO_LEVEL_URI {
+                return None;
+            }
+            id.split('/').next()?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The ICE username fragment of ours that a STUN binding request names: its USERNAME is
+/// "ours:theirs" (RFC 8445 §7.2.2). `None` for anything that is not such a request.
+///
+/// Hand-written rather than a full STUN decode: only the one attribute is wanted, before any
+/// connection is chosen, and the connection's own ICE agent checks the message properly.
+fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    const USERNAME: u16 = 0x0006;
+    if data.len() < 20 || data[0] & 0xc0 != 0 || data[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
+    let attrs = data.get(20..20 + len)?;
+    let mut at = 0;
+    while at + 4 <= attrs.len() {
+        let kind = u16::from_be_bytes([attrs[at], attrs[at + 1]]);
+        let n = usize::from(u16::from_be_bytes([attrs[at + 2], attrs[at + 3]]));
+        let value = attrs.get(at + 4..at + 4 + n)?;
+        if kind == USERNAME {
+            let name = std::str::from_utf8(value).ok()?;
+            return name.split(':').next();
+        }
+        at += 4 + n.div_ceil(4) * 4;
+    }
+    None
+}
+
+fn random_hex(n: usize) -> String {
+    let mut s = String::with_capacity(n);
+    while s.len() < n {
+        s.push_str(&format!("{:08x}", rand_ssrc()));
+    }
+    s.truncate(n);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_extension_id_is_read_from_the_answer() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+                   a=extmap:2 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+                   a=extmap:5/sendrecv urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n";
+        assert_eq!(level_extension_id(sdp), 5);
+        assert_eq!(level_extension_id("v=0\r\n"), 0);
+    }
+
+    #[test]
+    fn a_binding_request_names_its_connection_and_garbage_names_none() {
+        // A binding request with USERNAME "cfx1a:abcd" (10 bytes, padded to 12).
+        let mut m = vec![0x00, 0x01, 0x00, 16, 0x21, 0x12, 0xa4, 0x42];
+        m.extend_from_slice(&[7; 12]);
+        m.extend_from_slice(&[0x00, 0x06, 0x00, 10]);
+        m.extend_from_slice(b"cfx1a:abcd\0\0");
+        assert_eq!(stun_local_ufrag(&m), Some("cfx1a"));
+        // Truncated, not STUN (an RTP packet), empty.
+        assert_eq!(stun_local_ufrag(&m[..30]), None);
+        assert_eq!(stun_local_ufrag(&[0x80; 40]), None);
+        assert_eq!(stun_local_ufrag(&[]), None);
+        // A length field that points past the end.
+        let mut bad = m.clone();
+        bad[3] = 200;
+        assert_eq!(stun_local_ufrag(&bad), None);
+    }
+
+    fn packet(seq: u16, level: u8) -> RtpPacket {
+        RtpPacket {
+            sequence: seq,
+            timestamp: u32::from(seq) * 960,
+            ssrc: 7,
+            marker: false,
+            payload: bytes::Bytes::from(vec![seq as u8; 40]),
+            level: Some(crate::AudioLevel::new(level, true)),
+        }
+    }
+
+    /// A client's session against a muxed one: the microphone arrives with its levels, and
+    /// what the server forwards on each slot arrives on that slot, renumbered into one stream.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_and_a_muxed_server_hear_each_other() {
+        let mux = Mux::start(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).unwrap();
+        let mut clients = Vec::new();
+        let mut servers = Vec::new();
+        // Two clients on the one socket: each must get its own packets.
+        for _ in 0..2 {
+            let mut client = crate::PeerSession::new(&crate::RtcConfig::default())
+                .await
+                .unwrap();
+            let mic = client.add_client_transceivers().await.unwrap();
+            let offer = client.create_offer().await.unwrap();
+            let (server, answer, slots) = mux.answer_client(offer, true).await.unwrap();
+            assert_eq!(slots.len(), RECV_SLOTS);
+            assert!(answer.contains(&mux.local_addr().port().to_string()));
+            client.accept_answer(answer).await.unwrap();
+            clients.push((client, mic));
+            servers.push((server, slots));
+        }
+        let wait = Duration::from_secs(10);
+        // Server side: the uplink of each client.
+        let mut uplinks = Vec::new();
+        for (i, (server, _)) in servers.iter_mut().enumerate() {
+            let mic = &clients[i].1;
+            let remote = tokio::time::timeout(wait, async {
+                loop {
+                    // Keep sending until the server has the track.
+                    let _ = mic.send(&packet(1, 30)).await;
+                    tokio::select! {
+                        e = server.next_event() => match e {
+                            Some(SessionEvent::RemoteAudio(r)) => break r,
+                            Some(_) => {}
+                            None => panic!("server session ended"),
+                        },
+                        () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    }
+                }
+            })
+            .await
+            .expect("the server never saw the microphone");
+            uplinks.push(remote);
+        }
+        for (i, up) in uplinks.iter().enumerate() {
+            clients[i].1.send(&packet(500 + i as u16, 20 + i as u8)).await.unwrap();
+            let got = tokio::time::timeout(wait, async {
+                loop {
+                    let p = up.recv().await.expect("uplink ended");
+                    if p.sequence == 500 + i as u16 {
+                        break p;
+                    }
+                }
+            })
+            .await
+            .expect("the microphone packet never arrived");
+            assert_eq!(got.payload.len(), 40);
+            assert_eq!(got.level.map(|l| l.dbov()), Some(20 + i as u8));
+        }
+        // Downlink: client 0's slot 1 and client 1's slot 1, one message to the mux.
+        let mut remotes = Vec::new();
+        for (client, _) in &mut clients {
+            let r = tokio::time::timeout(wait, async {
+                loop {
+                    match client.next_event().await {
+                        Some(SessionEvent::RemoteAudio(r)) if r.slot() == Some(1) => break r,
+                        Some(_) => {}
+                        None => panic!("client ended"),
+                    }
+                }
+            });
+            remotes.push(r);
+        }
+        let to = Arc::new(vec![servers[0].1[1].clone(), servers[1].1[1].clone()]);
+        // The remote track only opens once a packet arrived: send while waiting.
+        let sending = {
+            let to = Arc::clone(&to);
+            tokio::spawn(async move {
+                for seq in 1000u16..1200 {
+                    assert_eq!(forward(&to, &packet(seq, 40)).await, 2);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        for r in remotes {
+            let r = r.await.expect("no slot 1 track on the client");
+            let mut last = None;
+            for _ in 0..20 {
+                let p = tokio::time::timeout(wait, r.recv()).await.unwrap().unwrap();
+                assert_eq!(p.payload.len(), 40);
+                if let Some(l) = last {
+                    assert_eq!(p.sequence, u16::wrapping_add(l, 1), "one stream, no gaps");
+                }
+                last = Some(p.sequence);
+            }
+        }
+        sending.abort();
+        assert!(mux.stats().datagrams_out.load(Ordering::Relaxed) > 40);
+        // Closing a session ends its connection on the mux.
+        drop(servers);
+        tokio::time::timeout(wait, async {
+            while mux.stats().connections.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the connections outlived their sessions");
+    }
+}
