@@ -1238,12 +1238,8 @@ async fn fan_out(audio: RemoteAudio, list: Arc<ArcSwap<Vec<LocalAudio>>>, cluste
     let counters = &cluster.counters;
     while let Some(packet) = audio.recv().await {
         counters.relay_packets_in.fetch_add(1, Ordering::Relaxed);
-        let subs = list.load();
-        for sub in subs.iter() {
-            if sub.send(&packet).await.is_ok() {
-                counters.fanout_packets.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let n = confab_rtc::forward(&list.load_full(), &packet).await;
+        counters.fanout_packets.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

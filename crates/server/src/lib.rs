@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
     /// Every live uplink's counters, for [`ServerHandle::uplink_stats`].
     pub(crate) uplink_stats: Mutex<HashMap<ParticipantId, Arc<sfu::ForwardStats>>>,
+    /// Every participant's peer connection runs on this one socket and thread.
+    pub(crate) mux: confab_rtc::Mux,
 }
 
 /// What the SFU did with one participant's uplink so far.
@@ -179,7 +181,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     } else {
         1
     };
+    let mux = confab_rtc::Mux::start(config.media_ip).context("starting the media thread")?;
+    tracing::info!(media = %mux.local_addr(), "media socket");
     let shared = Arc::new(Shared {
+        mux,
         config,
         accounts: accounts::Accounts::new(Arc::clone(&db)),
         reports: reports::Reports::new(Arc::clone(&db)),

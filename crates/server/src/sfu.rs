@@ -196,14 +196,12 @@ impl Forwarder {
                     // Listeners get no level: stamping one would allocate per listener, and
                     // their clients measure what they play themselves.
                     packet.level = None;
-                    let subs = subscribers.load();
-                    for sub in subs.iter() {
-                        // A failed write means that listener's connection is going away; the
-                        // room task drops it from the list when its signaling ends.
-                        if sub.send(&packet).await.is_ok() {
-                            stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    // One hand-over for every muxed listener: the mux's thread makes the
+                    // copies. A listener whose connection is going away is skipped; the room
+                    // task drops it from the list when its signaling ends.
+                    let subs = subscribers.load_full();
+                    let n = confab_rtc::forward(&subs, &packet).await;
+                    stats.forwarded.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 tracing::debug!(%who, "uplink ended");
             })

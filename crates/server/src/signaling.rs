@@ -11,7 +11,7 @@ use confab_proto::{
     PROTOCOL_VERSION, ParticipantId, Role, ServerMsg, SpaceId, SpaceState, UserId, decode_client,
     encode, joined_frames,
 };
-use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
+use confab_rtc::{MuxSession, SessionEvent};
 use futures_util::{SinkExt, StreamExt};
 use rand::RngExt as _;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,7 +36,7 @@ struct Conn {
     /// The account this connection signed in as (hello's token), if any.
     user: Option<UserId>,
     room: Option<(SpaceId, mpsc::Sender<RoomCmd>)>,
-    session: Option<PeerSession>,
+    session: Option<MuxSession>,
     out: room::Conn,
     /// Set once the client asked for directory updates.
     watching: Option<watch::Receiver<u64>>,
@@ -139,7 +139,7 @@ async fn directory_changed(watching: &mut Option<watch::Receiver<u64>>) -> bool 
     }
 }
 
-async fn next_event(session: &mut Option<PeerSession>) -> Option<SessionEvent> {
+async fn next_event(session: &mut Option<MuxSession>) -> Option<SessionEvent> {
     match session {
         Some(s) => s.next_event().await,
         None => std::future::pending().await,
@@ -571,22 +571,8 @@ impl Conn {
             )];
         };
         self.close_media().await;
-        let config = RtcConfig {
-            bind_ip: self.shared.config.media_ip,
-            ..RtcConfig::default()
-        };
-        let mut session = match PeerSession::new(&config).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "creating a peer connection");
-                return vec![error(
-                    ErrorCode::MediaFailed,
-                    "the server could not open media; try again",
-                )];
-            }
-        };
-        match session.answer_client(sdp).await {
-            Ok((answer, slots)) => {
+        match self.shared.mux.answer_client(sdp, true).await {
+            Ok((session, answer, slots)) => {
                 let _ = tx
                     .send(RoomCmd::MediaReady {
                         who: self.who,
@@ -596,13 +582,10 @@ impl Conn {
                 self.session = Some(session);
                 vec![ServerMsg::Answer { sdp: answer }]
             }
-            Err(e) => {
-                session.close().await;
-                vec![error(
-                    ErrorCode::MediaFailed,
-                    format!("could not answer the offer: {e}"),
-                )]
-            }
+            Err(e) => vec![error(
+                ErrorCode::MediaFailed,
+                format!("could not answer the offer: {e}"),
+            )],
         }
     }
 
@@ -646,7 +629,7 @@ impl Conn {
 
     async fn close_media(&mut self) {
         if let Some(session) = self.session.take() {
-            session.close().await;
+            session.close();
         }
     }
 
