@@ -20,7 +20,8 @@
 //!
 //! [`PeerSession`]: crate::PeerSession
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,13 +52,15 @@ use crate::{AUDIO_LEVEL_URI, RECV_SLOTS, RtcError, RtpPacket, SessionEvent};
 
 /// Whatever a connection's timers say, the thread looks at it at least this often.
 const MAX_SLEEP: Duration = Duration::from_millis(250);
+/// The soonest a connection's timer is looked at again.
+const MIN_TIMER: Duration = Duration::from_millis(1);
 /// Datagrams read in one go before the thread looks at its other work.
 const READ_BATCH: usize = 256;
 /// Commands taken in one go before the thread reads its socket again.
 const COMMAND_BATCH: usize = 256;
 /// Deadlines are refreshed from each connection's timers at least this often, because a
 /// forwarded packet (which does not refresh them, to stay cheap) can start a timer.
-const DEADLINE_SWEEP: Duration = Duration::from_millis(100);
+const DEADLINE_SWEEP: Duration = Duration::from_secs(1);
 
 /// The counters of a [`Mux`], readable while it runs.
 #[derive(Debug, Default)]
@@ -325,6 +328,9 @@ struct Engine {
     by_ufrag: HashMap<String, u64>,
     next_key: u64,
     last_sweep: Instant,
+    /// Each connection's deadline, earliest first. An entry whose connection has since been
+    /// given another deadline (or is gone) is stale and skipped when it comes up.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
 }
 
 impl Engine {
@@ -344,6 +350,7 @@ impl Engine {
             by_ufrag: HashMap::new(),
             next_key: 1,
             last_sweep: Instant::now(),
+            timers: BinaryHeap::new(),
         }
     }
 
@@ -352,11 +359,9 @@ impl Engine {
         loop {
             let now = Instant::now();
             let wake = self
-                .peers
-                .values()
-                .map(|p| p.deadline)
-                .min()
-                .unwrap_or(now + MAX_SLEEP)
+                .timers
+                .peek()
+                .map_or(now + MAX_SLEEP, |Reverse((at, _))| *at)
                 .min(now + MAX_SLEEP)
                 .min(self.last_sweep + DEADLINE_SWEEP);
             tokio::select! {
@@ -477,8 +482,9 @@ impl Engine {
             .map(|d| d.sdp)
             .ok_or(RtcError::NoLocalDescription)?;
         level_id.store(level_extension_id(&sdp), Ordering::Relaxed);
-        let deadline = pc.poll_timeout().unwrap_or(now + MAX_SLEEP);
+        let deadline = next_deadline(&mut pc);
         self.by_ufrag.insert(ufrag.clone(), key);
+        self.timers.push(Reverse((deadline, key)));
         self.peers.insert(
             key,
             Peer {
@@ -585,10 +591,11 @@ impl Engine {
         while let Some(out) = peer.pc.poll_write() {
             send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
         }
-        peer.deadline = peer
-            .pc
-            .poll_timeout()
-            .unwrap_or(Instant::now() + MAX_SLEEP);
+        let deadline = next_deadline(&mut peer.pc);
+        if deadline != peer.deadline {
+            peer.deadline = deadline;
+            self.timers.push(Reverse((deadline, key)));
+        }
         if peer.closed {
             self.remove(key);
         }
@@ -596,23 +603,30 @@ impl Engine {
 
     fn timers(&mut self) {
         let now = Instant::now();
-        let sweep = now >= self.last_sweep + DEADLINE_SWEEP;
-        if sweep {
+        if now >= self.last_sweep + DEADLINE_SWEEP {
+            // Forwarding does not look at timers (to stay cheap); a packet sent may have
+            // started one, so every connection's deadline is read again now and then.
             self.last_sweep = now;
+            for (key, peer) in &mut self.peers {
+                let deadline = next_deadline(&mut peer.pc);
+                if deadline < peer.deadline {
+                    peer.deadline = deadline;
+                    self.timers.push(Reverse((deadline, *key)));
+                }
+            }
         }
-        let due: Vec<u64> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| sweep || p.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in due {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
             let Some(peer) = self.peers.get_mut(&key) else {
                 continue;
             };
-            if peer.deadline <= now
-                && let Err(e) = peer.pc.handle_timeout(now)
-            {
+            if peer.deadline != at {
+                continue;
+            }
+            if let Err(e) = peer.pc.handle_timeout(now) {
                 tracing::debug!(error = %e, key, "muxed connection timer");
             }
             self.drain(key);
@@ -661,6 +675,15 @@ impl Engine {
         let _ = peer.events.send(SessionEvent::Closed);
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// When a connection's timers next want it: never sooner than a millisecond from now, since
+/// they are millisecond-grained and a timer already due must not spin the thread.
+fn next_deadline(pc: &mut RTCPeerConnection) -> Instant {
+    let now = Instant::now();
+    pc.poll_timeout()
+        .unwrap_or(now + MAX_SLEEP)
+        .clamp(now + MIN_TIMER, now + MAX_SLEEP)
 }
 
 fn send(socket: &tokio::net::UdpSocket, stats: &MuxStats, data: &[u8], to: SocketAddr) {
