@@ -22,7 +22,7 @@ mod session;
 pub use mux::{Mux, MuxSession, MuxStats, forward};
 
 pub use session::{
-    LocalAudio, NetworkStats, PeerSession, RemoteAudio, RtcConfig, RtcError, RtpPacket,
+    media_engine, LocalAudio, NetworkStats, PeerSession, RemoteAudio, RtcConfig, RtcError, RtpPacket,
     SessionEvent, SlotNetworkStats,
 };
 

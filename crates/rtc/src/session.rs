@@ -499,8 +499,9 @@ pub(crate) fn rand_ssrc() -> u32 {
 }
 
 /// The codecs and header extensions of every Confab connection: Opus only, and the audio
-/// level extension unless `audio_level` is off.
-pub(crate) fn media_engine(audio_level: bool) -> Result<MediaEngine, RtcError> {
+/// level extension unless `audio_level` is off. Public for peers driven on `rtc` directly
+/// (the load generator's light listeners).
+pub fn media_engine(audio_level: bool) -> Result<MediaEngine, RtcError> {
     let mut media_engine = MediaEngine::default();
     media_engine
         .register_codec(

@@ -16,8 +16,9 @@
 //!   messages); the packets each listener received per second, from every slot, show how
 //!   many speakers were forwarded.
 //!
-//! Listeners are as light as a WebRTC peer can be: signaling by hand and a [`PeerSession`],
-//! no decoder, no jitter buffer; they count packets. The server is pinned to one core and the
+//! Listeners are as light as a WebRTC peer can be: signaling by hand and a sans-IO `rtc`
+//! connection each, all on one thread, no decoder, no jitter buffer; they count packets, and
+//! only the sampled ones decrypt them ([`crate::light`]). The server is pinned to one core and the
 //! generator to the other (when `taskset` and two cores exist), so "one core holds" means what
 //! it says and the generator's CPU is never the server's.
 
@@ -36,11 +37,12 @@ use confab_client::{Client, ClientConfig};
 use confab_proto::{
     ClientMsg, PROTOCOL_VERSION, ParticipantId, ServerMsg, SpaceId, decode_server, encode,
 };
-use confab_rtc::{PeerSession, RtcConfig, SessionEvent};
 use confab_tests::bench::cpu::{process_ticks, ticks_per_second};
 use confab_tests::bench::report::percentile;
 use confab_tests::signal::speech_like;
 use confab_tests::storm::next_msg;
+
+use crate::light::{LightPeers, OnPacket};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -462,6 +464,7 @@ struct Listener {
 /// Joins `space` as a listener with nothing but signaling and a peer session; returns once the
 /// first packet arrived (15 s at most). Its task counts packets until the process ends.
 async fn join_listener(
+    light: &LightPeers,
     url: &str,
     space: SpaceId,
     host: ParticipantId,
@@ -500,69 +503,55 @@ async fn join_listener(
             other => heard.note(&other, host),
         }
     }
-    let mut session = PeerSession::new(&RtcConfig::default()).await?;
-    // The microphone track is part of the fixed layout; a listener never sends on it.
-    let _mic = session.add_client_transceivers().await?;
-    let sdp = session.create_offer().await?;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Instant>();
+    let on_packet: OnPacket = {
+        let heard = Arc::clone(&heard);
+        // Whichever slot carries the host's first packet answers the join.
+        let first = Mutex::new(Some(first_tx));
+        Box::new(move |slot, timestamp, now| {
+            heard.packets.fetch_add(1, Ordering::Relaxed);
+            if slot != heard.host_slot.load(Ordering::Relaxed) {
+                return;
+            }
+            if window.covers(timestamp) {
+                heard.in_window.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(tx) = first.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = tx.send(now);
+            }
+            if let Some(s) = &heard.samples {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((timestamp, now));
+            }
+        })
+    };
+    // Sampled listeners decrypt their media; the others count it from the SRTP header.
+    let (key, sdp) = light.offer(sampled, on_packet).await?;
     ws.send(send(&ClientMsg::Offer { sdp })).await?;
     loop {
         match next_msg(&mut ws).await? {
-            ServerMsg::Answer { sdp } => break session.accept_answer(sdp).await?,
+            ServerMsg::Answer { sdp } => break light.answer(key, sdp).await?,
             ServerMsg::Error { message, .. } => bail!("offer refused: {message}"),
             other => heard.note(&other, host),
         }
     }
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Instant>();
     let task = {
         let heard = Arc::clone(&heard);
         tokio::spawn(async move {
-            // Whichever slot carries the first packet answers the join.
-            let first = Arc::new(Mutex::new(Some(first_tx)));
-            loop {
-                tokio::select! {
-                    // Signaling is drained (participant lists grow with every join); only
-                    // where the host is matters.
-                    frame = ws.next() => match frame {
-                        Some(Ok(Message::Text(t))) => {
-                            if let Ok(msg) = decode_server(t.as_str()) {
-                                heard.note(&msg, host);
-                            }
+            // Signaling is drained (participant lists grow with every join); only where the
+            // host is matters.
+            while let Some(frame) = ws.next().await {
+                match frame {
+                    Ok(Message::Text(t)) => {
+                        if let Ok(msg) = decode_server(t.as_str()) {
+                            heard.note(&msg, host);
                         }
-                        Some(Ok(_)) => {}
-                        _ => break,
-                    },
-                    event = session.next_event() => match event {
-                        Some(SessionEvent::RemoteAudio(remote)) => {
-                            let heard = Arc::clone(&heard);
-                            let first = Arc::clone(&first);
-                            let window = Arc::clone(&window);
-                            let slot = remote.slot();
-                            tokio::spawn(async move {
-                                while let Some(p) = remote.recv().await {
-                                    heard.packets.fetch_add(1, Ordering::Relaxed);
-                                    let host_slot = heard.host_slot.load(Ordering::Relaxed);
-                                    if slot != Some(host_slot) {
-                                        continue;
-                                    }
-                                    if window.covers(p.timestamp) {
-                                        heard.in_window.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    let now = Instant::now();
-                                    if let Some(tx) = first.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                                        let _ = tx.send(now);
-                                    }
-                                    if let Some(s) = &heard.samples {
-                                        s.lock().unwrap_or_else(|e| e.into_inner()).push((p.timestamp, now));
-                                    }
-                                }
-                            });
-                        }
-                        Some(_) => {}
-                        None => break,
-                    },
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
                 }
             }
-            session.close().await;
         })
     };
     let first = tokio::time::timeout(Duration::from_secs(15), first_rx)
@@ -756,6 +745,7 @@ async fn sfu_run(
             .unwrap_or_else(|e| e.into_inner())
             .len() as u64
     };
+    let light = LightPeers::start()?;
     let mut listeners: Vec<Listener> = Vec::new();
     let mut steps = Vec::new();
     for &n in &args.listeners {
@@ -768,8 +758,9 @@ async fn sfu_run(
                 let url = url.clone();
                 let space = space.clone();
                 let frames = Arc::clone(&frames);
+                let light = light.clone();
                 async move {
-                    join_listener(&url, space, host_id, i, i < DELAY_SAMPLE, frames).await
+                    join_listener(&light, &url, space, host_id, i, i < DELAY_SAMPLE, frames).await
                 }
             })
             .buffer_unordered(args.join_concurrency)

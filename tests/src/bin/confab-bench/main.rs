@@ -17,6 +17,7 @@
 mod audio;
 mod clients;
 mod joins;
+mod light;
 mod load;
 #[cfg(target_os = "linux")]
 mod nfqueue;
