@@ -171,12 +171,16 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<()> {
     let window = Duration::from_secs_f64(args.seconds);
     let mut floors = Vec::new();
     for &n in &args.listeners {
-        let udp = udp_floor_us(n, packet_bytes, window.min(Duration::from_secs(5)))?;
+        let span = window.min(Duration::from_secs(5));
+        let polled = udp_floor_us(n, packet_bytes, span, false)?;
+        let waited = udp_floor_us(n, packet_bytes, span, true)?;
         println!(
-            "floor, N = {n:5}           send_to {udp:.3} µs/packet + SRTP {srtp_gcm:.3} = {:.3} µs/packet",
-            udp + srtp_gcm
+            "floor, N = {n:5}           send_to {polled:.3} µs/packet (receivers polled), \
+             {waited:.3} (receivers waiting in epoll) + SRTP {srtp_gcm:.3} = {:.3} / {:.3} µs/packet",
+            polled + srtp_gcm,
+            waited + srtp_gcm
         );
-        floors.push(udp + srtp_gcm);
+        floors.push((polled + srtp_gcm, waited + srtp_gcm));
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -238,9 +242,15 @@ fn thread_cpu_ns() -> anyhow::Result<u64> {
 }
 
 /// The floor: one thread sends `bytes`-byte datagrams with one `send_to` each, every 20 ms to
-/// each of `n` loopback sockets, for `window`; returns its CPU µs per packet. Another thread
-/// drains the receivers so their queues never fill (a full queue would make the send cheaper).
-fn udp_floor_us(n: usize, bytes: usize, window: Duration) -> anyhow::Result<f64> {
+/// each of `n` loopback sockets, for `window`; returns its CPU µs per packet. The receivers
+/// are drained so their queues never fill (a full queue would make the send cheaper):
+/// - `waiting: false`, by a thread that polls them every 5 ms: nobody waits on them, so a
+///   send wakes no one;
+/// - `waiting: true`, by one thread waiting on all of them in epoll (a task per socket on a
+///   current-thread tokio runtime), as the load generator's listeners and any real client do.
+///   On loopback the sender pays for the receiver's wake-up, so this is the floor for the
+///   SFU's sends to the generator.
+fn udp_floor_us(n: usize, bytes: usize, window: Duration, waiting: bool) -> anyhow::Result<f64> {
     let receivers: Vec<UdpSocket> = (0..n)
         .map(|_| {
             let s = UdpSocket::bind("127.0.0.1:0")?;
@@ -254,7 +264,39 @@ fn udp_floor_us(n: usize, bytes: usize, window: Duration) -> anyhow::Result<f64>
         .map(|s| s.local_addr())
         .collect::<std::io::Result<_>>()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let drain = {
+    let drain = if waiting {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return 0;
+            };
+            let local = tokio::task::LocalSet::new();
+            let got = std::rc::Rc::new(std::cell::Cell::new(0u64));
+            local.block_on(&rt, async {
+                for s in receivers {
+                    let got = std::rc::Rc::clone(&got);
+                    let Ok(s) = tokio::net::UdpSocket::from_std(s) else {
+                        continue;
+                    };
+                    tokio::task::spawn_local(async move {
+                        let mut buf = [0u8; 2048];
+                        while s.readable().await.is_ok() {
+                            while s.try_recv(&mut buf).is_ok() {
+                                got.set(got.get() + 1);
+                            }
+                        }
+                    });
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            got.get()
+        })
+    } else {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
@@ -720,7 +762,7 @@ fn p50_p99(mut v: Vec<f64>) -> (f64, f64, usize) {
 async fn sfu_run(
     args: &LoadArgs,
     payloads: Vec<Vec<u8>>,
-    floors: &[f64],
+    floors: &[(f64, f64)],
     pin: bool,
 ) -> anyhow::Result<()> {
     let server = start_server(args, pin)?;
@@ -925,11 +967,13 @@ async fn sfu_run(
 
     println!();
     println!(
-        "{:>6} {:>12} {:>12} {:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "{:>6} {:>12} {:>12} {:>7} {:>12} {:>7} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8}",
         "N",
         "floor µs/pkt",
         "server µs/pkt",
         "ratio",
+        "floor w µs",
+        "ratio w",
         "server%",
         "loss %",
         "delay p50",
@@ -938,13 +982,15 @@ async fn sfu_run(
         "join p99",
         "gen %"
     );
-    for (step, floor) in steps.iter().zip(floors) {
+    for (step, (floor, floor_w)) in steps.iter().zip(floors) {
         println!(
-            "{:>6} {:>12.3} {:>13.3} {:>6.2}x {:>8.0} {:>8.3} {:>7.2}ms {:>7.2}ms {:>7.0}ms {:>7.0}ms {:>8.0}",
+            "{:>6} {:>12.3} {:>13.3} {:>6.2}x {:>12.3} {:>6.2}x {:>8.0} {:>8.3} {:>7.2}ms {:>7.2}ms {:>7.0}ms {:>7.0}ms {:>8.0}",
             step.n,
             floor,
             step.server_us,
             step.server_us / floor,
+            floor_w,
+            step.server_us / floor_w,
             step.server_core_pct,
             step.loss * 100.0,
             step.delay.0,
