@@ -22,8 +22,8 @@ mod session;
 pub use mux::{Mux, MuxSession, MuxStats, forward};
 
 pub use session::{
-    media_engine, LocalAudio, NetworkStats, PeerSession, RemoteAudio, RtcConfig, RtcError, RtpPacket,
-    SessionEvent, SlotNetworkStats,
+    LocalAudio, NetworkStats, PeerSession, RemoteAudio, RtcConfig, RtcError, RtpPacket,
+    SessionEvent, SlotNetworkStats, media_engine,
 };
 
 /// The RFC 6464 client-to-mixer audio level header extension.

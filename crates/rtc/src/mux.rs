@@ -91,7 +91,9 @@ pub(crate) struct MuxInner {
 
 impl std::fmt::Debug for Mux {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mux").field("local", &self.inner.local).finish()
+        f.debug_struct("Mux")
+            .field("local", &self.inner.local)
+            .finish()
     }
 }
 
@@ -513,7 +515,9 @@ impl Engine {
         let key = match self.by_addr.get(&from) {
             Some(k) => *k,
             None => {
-                let Some(key) = stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(u)).copied()
+                let Some(key) = stun_local_ufrag(data)
+                    .and_then(|u| self.by_ufrag.get(u))
+                    .copied()
                 else {
                     self.stats.strays.fetch_add(1, Ordering::Relaxed);
                     return;
@@ -552,7 +556,12 @@ impl Engine {
             return;
         };
         while let Some(out) = peer.pc.poll_write() {
-            send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
+            send(
+                &self.socket,
+                &self.stats,
+                &out.message,
+                out.transport.peer_addr,
+            );
         }
         while let Some(event) = peer.pc.poll_event() {
             match event {
@@ -572,11 +581,13 @@ impl Engine {
                     let (tx, rx) = mpsc::unbounded_channel();
                     let track_id = init.track_id.to_string();
                     peer.tracks.insert(track_id.clone(), tx);
-                    let _ = peer.events.send(SessionEvent::RemoteAudio(RemoteAudio::muxed(
-                        rx,
-                        track_id,
-                        Arc::clone(&peer.level_id),
-                    )));
+                    let _ = peer
+                        .events
+                        .send(SessionEvent::RemoteAudio(RemoteAudio::muxed(
+                            rx,
+                            track_id,
+                            Arc::clone(&peer.level_id),
+                        )));
                 }
                 RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) => {
                     peer.tracks.remove(&track_id.to_string());
@@ -594,7 +605,12 @@ impl Engine {
         }
         // Anything the events or reads queued goes out now.
         while let Some(out) = peer.pc.poll_write() {
-            send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
+            send(
+                &self.socket,
+                &self.stats,
+                &out.message,
+                out.transport.peer_addr,
+            );
         }
         let deadline = next_deadline(&mut peer.pc);
         if deadline != peer.deadline {
@@ -660,7 +676,12 @@ impl Engine {
             }
             track.count_one();
             while let Some(out) = peer.pc.poll_write() {
-                send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
+                send(
+                    &self.socket,
+                    &self.stats,
+                    &out.message,
+                    out.transport.peer_addr,
+                );
             }
         }
     }
@@ -671,7 +692,12 @@ impl Engine {
         };
         let _ = peer.pc.close();
         while let Some(out) = peer.pc.poll_write() {
-            send(&self.socket, &self.stats, &out.message, out.transport.peer_addr);
+            send(
+                &self.socket,
+                &self.stats,
+                &out.message,
+                out.transport.peer_addr,
+            );
         }
         for a in &peer.addrs {
             self.by_addr.remove(a);
@@ -844,7 +870,11 @@ mod tests {
             uplinks.push(remote);
         }
         for (i, up) in uplinks.iter().enumerate() {
-            clients[i].1.send(&packet(500 + i as u16, 20 + i as u8)).await.unwrap();
+            clients[i]
+                .1
+                .send(&packet(500 + i as u16, 20 + i as u8))
+                .await
+                .unwrap();
             let got = tokio::time::timeout(wait, async {
                 loop {
                     let p = up.recv().await.expect("uplink ended");

@@ -1239,7 +1239,9 @@ async fn fan_out(audio: RemoteAudio, list: Arc<ArcSwap<Vec<LocalAudio>>>, cluste
     while let Some(packet) = audio.recv().await {
         counters.relay_packets_in.fetch_add(1, Ordering::Relaxed);
         let n = confab_rtc::forward(&list.load_full(), &packet).await;
-        counters.fanout_packets.fetch_add(n as u64, Ordering::Relaxed);
+        counters
+            .fanout_packets
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

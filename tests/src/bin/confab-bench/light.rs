@@ -138,11 +138,7 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>) {
                 let result = offer(&state, decrypt, on_packet).await;
                 if let Ok((key, _)) = &result {
                     let key = *key;
-                    let socket = state
-                        .borrow()
-                        .peers
-                        .get(&key)
-                        .map(|p| Rc::clone(&p.socket));
+                    let socket = state.borrow().peers.get(&key).map(|p| Rc::clone(&p.socket));
                     if let Some(socket) = socket {
                         tokio::task::spawn_local(reader(
                             Rc::clone(&state),
@@ -168,11 +164,8 @@ async fn offer(
     decrypt: bool,
     on_packet: OnPacket,
 ) -> anyhow::Result<(u64, String)> {
-    let socket = tokio::net::UdpSocket::bind(SocketAddr::new(
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        0,
-    ))
-    .await?;
+    let socket =
+        tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).await?;
     let local = socket.local_addr()?;
     let now = Instant::now();
     let mut pc = RTCPeerConnectionBuilder::new()
@@ -279,7 +272,8 @@ async fn reader(state: Shared, rearm: Rc<Notify>, key: u64, socket: Rc<tokio::ne
             };
             let data = &buf[..n];
             // RFC 7983: 128..=191 is RTP or RTCP; RTCP's packet types are 192..=223.
-            let is_rtp = n >= 12 && (128..=191).contains(&data[0]) && !(192..=223).contains(&data[1]);
+            let is_rtp =
+                n >= 12 && (128..=191).contains(&data[0]) && !(192..=223).contains(&data[1]);
             if is_rtp && !peer.decrypt {
                 let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
                 let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
@@ -314,7 +308,9 @@ fn drain(st: &mut State, key: u64) {
         return;
     };
     while let Some(out) = peer.pc.poll_write() {
-        let _ = peer.socket.try_send_to(&out.message, out.transport.peer_addr);
+        let _ = peer
+            .socket
+            .try_send_to(&out.message, out.transport.peer_addr);
     }
     while peer.pc.poll_event().is_some() {}
     while let Some(TaggedRTCMessage { message, now, .. }) = peer.pc.poll_read() {
@@ -325,7 +321,9 @@ fn drain(st: &mut State, key: u64) {
         }
     }
     while let Some(out) = peer.pc.poll_write() {
-        let _ = peer.socket.try_send_to(&out.message, out.transport.peer_addr);
+        let _ = peer
+            .socket
+            .try_send_to(&out.message, out.transport.peer_addr);
     }
     let now = Instant::now();
     let deadline = peer
