@@ -53,6 +53,8 @@ use crate::{AUDIO_LEVEL_URI, RECV_SLOTS, RtcError, RtpPacket, SessionEvent};
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 /// The soonest a connection's timer is looked at again.
 const MIN_TIMER: Duration = Duration::from_millis(1);
+/// Source addresses remembered per connection.
+const MAX_ADDRS_PER_CONNECTION: usize = 4;
 /// Datagrams read in one go before the thread looks at its other work.
 const READ_BATCH: usize = 256;
 /// Commands taken in one go before the thread reads its socket again.
@@ -72,6 +74,8 @@ pub struct MuxStats {
     /// Datagrams read / dropped because no connection owned their source.
     pub datagrams_in: AtomicU64,
     pub strays: AtomicU64,
+    /// Connections dropped because the engine panicked on them (0 unless there is a bug).
+    pub panics: AtomicU64,
 }
 
 /// A handle on the thread that drives many peer connections over one socket. Clones share
@@ -414,7 +418,15 @@ impl Engine {
                 events,
                 reply,
             } => {
-                let result = self.answer(offer, audio_level, level_id, events);
+                // A malformed offer is refused with an error; should the engine panic on
+                // one, it is refused all the same and the thread goes on.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.answer(offer, audio_level, level_id, events)
+                }))
+                .unwrap_or_else(|_| {
+                    self.stats.panics.fetch_add(1, Ordering::Relaxed);
+                    Err(RtcError::Engine("the offer made the engine panic".into()))
+                });
                 let _ = reply.send(result);
             }
             Command::Forward { packet, to } => self.forward(&packet, &to),
@@ -431,7 +443,10 @@ impl Engine {
     ) -> Result<Answered, RtcError> {
         let key = self.next_key;
         self.next_key += 1;
-        let ufrag = format!("cfx{key:x}");
+        // The key makes it unique; the random part makes it unguessable, so a stranger cannot
+        // name a connection to claim an address for it (ICE's integrity check would refuse
+        // their request anyway; this keeps them out of the address map too).
+        let ufrag = format!("cfx{key:x}{}", random_hex(8));
         let password = random_hex(32);
         let now = Instant::now();
         let setting_engine = SettingEngineBuilder::new()
@@ -522,16 +537,22 @@ impl Engine {
                     self.stats.strays.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
-                self.by_addr.insert(from, key);
-                if let Some(p) = self.peers.get_mut(&key) {
+                let Some(p) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                // A connection's addresses are few (its candidates). Past that a request is
+                // still handed to it (its ICE agent checks it) but its address is not
+                // remembered: nobody can grow the map or push a working address out of it.
+                if p.addrs.len() < MAX_ADDRS_PER_CONNECTION {
                     p.addrs.push(from);
+                    self.by_addr.insert(from, key);
                 }
                 key
             }
         };
-        let Some(peer) = self.peers.get_mut(&key) else {
+        if !self.peers.contains_key(&key) {
             return;
-        };
+        }
         let message = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -542,12 +563,44 @@ impl Engine {
             },
             message: BytesMut::from(data),
         };
-        if let Err(e) = peer.pc.handle_read(message) {
-            // A datagram the connection could not use (garbled, replayed, out of order in
-            // the handshake): its problem to recover from, never the thread's.
-            tracing::debug!(error = %e, "media datagram refused");
+        self.contained(key, |engine| {
+            if let Some(peer) = engine.peers.get_mut(&key)
+                && let Err(e) = peer.pc.handle_read(message)
+            {
+                // A datagram the connection could not use (garbled, replayed, out of order
+                // in the handshake): its problem to recover from, never the thread's.
+                tracing::debug!(error = %e, "media datagram refused");
+            }
+            engine.drain(key);
+        });
+    }
+
+    /// Runs `f` on connection `key`; should the engine underneath panic on it, that one
+    /// connection is dropped (its session sees `Closed`) and every other goes on.
+    fn contained(&mut self, key: u64, f: impl FnOnce(&mut Self)) {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if run.is_err() {
+            tracing::error!(key, "a peer connection panicked; dropping it");
+            self.stats.panics.fetch_add(1, Ordering::Relaxed);
+            self.forget(key);
         }
-        self.drain(key);
+    }
+
+    /// Drops a connection without asking its engine anything (it may be inconsistent).
+    fn forget(&mut self, key: u64) {
+        let Some(peer) = self.peers.remove(&key) else {
+            return;
+        };
+        for a in &peer.addrs {
+            self.by_addr.remove(a);
+        }
+        self.by_ufrag.remove(&peer.ufrag);
+        let _ = peer.events.send(SessionEvent::Closed);
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        // The connection's state may be what panicked; leak nothing, touch nothing.
+        drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || drop(peer),
+        )));
     }
 
     /// Everything a connection has to say after it was touched: datagrams, events, media.
@@ -647,42 +700,62 @@ impl Engine {
             if peer.deadline != at {
                 continue;
             }
-            if let Err(e) = peer.pc.handle_timeout(now) {
-                tracing::debug!(error = %e, key, "muxed connection timer");
-            }
-            self.drain(key);
+            self.contained(key, |engine| {
+                if let Some(peer) = engine.peers.get_mut(&key)
+                    && let Err(e) = peer.pc.handle_timeout(now)
+                {
+                    tracing::debug!(error = %e, key, "muxed connection timer");
+                }
+                engine.drain(key);
+            });
         }
     }
 
     fn forward(&mut self, packet: &RtpPacket, to: &[LocalAudio]) {
         let now = Instant::now();
-        for track in to {
-            let Sink::Mux(target) = &track.sink else {
-                continue;
-            };
-            if target.mux.id != self.id {
-                continue;
+        let mut failed = None;
+        // One guard around the whole list: unwinding costs nothing until something panics,
+        // and then only the connection it panicked on is dropped (the rest of this packet's
+        // copies are lost, not the listeners).
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for track in to {
+                let Sink::Mux(target) = &track.sink else {
+                    continue;
+                };
+                if target.mux.id != self.id {
+                    continue;
+                }
+                let Some(peer) = self.peers.get_mut(&target.key) else {
+                    continue;
+                };
+                failed = Some(target.key);
+                let rtp = track.to_rtp(packet);
+                let Some(mut sender) = peer.pc.rtp_sender(target.sender) else {
+                    continue;
+                };
+                if let Err(e) = sender.write_rtp(now, rtp) {
+                    tracing::trace!(error = %e, "forwarding to a muxed connection");
+                    continue;
+                }
+                track.count_one();
+                while let Some(out) = peer.pc.poll_write() {
+                    send(
+                        &self.socket,
+                        &self.stats,
+                        &out.message,
+                        out.transport.peer_addr,
+                    );
+                }
             }
-            let Some(peer) = self.peers.get_mut(&target.key) else {
-                continue;
-            };
-            let rtp = track.to_rtp(packet);
-            let Some(mut sender) = peer.pc.rtp_sender(target.sender) else {
-                continue;
-            };
-            if let Err(e) = sender.write_rtp(now, rtp) {
-                tracing::trace!(error = %e, "forwarding to a muxed connection");
-                continue;
-            }
-            track.count_one();
-            while let Some(out) = peer.pc.poll_write() {
-                send(
-                    &self.socket,
-                    &self.stats,
-                    &out.message,
-                    out.transport.peer_addr,
-                );
-            }
+            failed = None;
+        }));
+        if let (Err(_), Some(key)) = (run, failed) {
+            tracing::error!(
+                key,
+                "a peer connection panicked on a forwarded packet; dropping it"
+            );
+            self.stats.panics.fetch_add(1, Ordering::Relaxed);
+            self.forget(key);
         }
     }
 
@@ -936,5 +1009,142 @@ mod tests {
         })
         .await
         .expect("the connections outlived their sessions");
+    }
+
+    /// Forwards on `slot` every 5 ms (sequence numbers from `first`, payloads `tag` bytes
+    /// long) while reading the client's track `r`; returns how many of those packets arrived,
+    /// in order (at most `want`).
+    async fn hear(
+        r: &RemoteAudio,
+        slot: &LocalAudio,
+        first: u16,
+        tag: usize,
+        want: usize,
+    ) -> usize {
+        let to = Arc::new(vec![slot.clone()]);
+        let sending = tokio::spawn(async move {
+            for seq in first..first + 2000 {
+                let mut p = packet(seq, 40);
+                // Tagged by length, so that what an earlier sender left queued is told apart.
+                p.payload = bytes::Bytes::from(vec![1u8; tag]);
+                forward(&to, &p).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let heard = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut n = 0;
+            let mut last: Option<u16> = None;
+            while n < want {
+                let Some(p) = r.recv().await else { break };
+                if p.payload.len() != tag {
+                    continue;
+                }
+                if last.is_some_and(|l| p.sequence.wrapping_sub(l) >= 0x8000) {
+                    break;
+                }
+                last = Some(p.sequence);
+                n += 1;
+            }
+            n
+        })
+        .await
+        .unwrap_or(0);
+        sending.abort();
+        heard
+    }
+
+    /// The client's slot-1 track, which opens with the first packet forwarded on it.
+    async fn slot_1_track(client: &mut crate::PeerSession, slots: &[LocalAudio]) -> RemoteAudio {
+        let to = Arc::new(vec![slots[1].clone()]);
+        let sending = tokio::spawn(async move {
+            for seq in 0u16..2000 {
+                forward(&to, &packet(seq, 40)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let r = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match client.next_event().await {
+                    Some(SessionEvent::RemoteAudio(r)) if r.slot() == Some(1) => break r,
+                    Some(_) => {}
+                    None => panic!("the client session ended"),
+                }
+            }
+        })
+        .await
+        .expect("no slot 1 track on the client");
+        sending.abort();
+        r
+    }
+
+    /// Garbage at the mux's socket, from strangers and in the shape of ICE requests naming a
+    /// real connection, and a garbage offer: each is refused, and the connection that was
+    /// there still hears what is forwarded to it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn garbage_at_the_socket_and_a_bad_offer_leave_a_connection_working() {
+        let mux = Mux::start(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).unwrap();
+        assert!(mux.answer_client("not sdp".into(), true).await.is_err());
+        let mut client = crate::PeerSession::new(&crate::RtcConfig::default())
+            .await
+            .unwrap();
+        let _mic = client.add_client_transceivers().await.unwrap();
+        let offer = client.create_offer().await.unwrap();
+        let (_server, answer, slots) = mux.answer_client(offer, true).await.unwrap();
+        client.accept_answer(answer.clone()).await.unwrap();
+        let track = slot_1_track(&mut client, &slots).await;
+        assert_eq!(hear(&track, &slots[1], 5000, 41, 10).await, 10);
+
+        let ufrag = answer
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+            .unwrap()
+            .to_owned();
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = mux.local_addr();
+        let mut junk: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0; 1],
+            vec![0xff; 1500],
+            // RTP-looking, SRTCP-looking and DTLS-looking bytes.
+            [vec![0x80, 111], vec![0x5a; 60]].concat(),
+            [vec![0x80, 200], vec![0x5a; 60]].concat(),
+            [vec![22, 0xfe, 0xfd], vec![0; 60]].concat(),
+        ];
+        // Binding requests naming our connection (right ufrag, no valid integrity), some
+        // truncated.
+        for cut in [0usize, 3, 10] {
+            let name = format!("{ufrag}:x");
+            let mut m = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+            m.extend_from_slice(&[9; 12]);
+            m.extend_from_slice(&[0x00, 0x06]);
+            m.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            m.extend_from_slice(name.as_bytes());
+            while m.len() % 4 != 0 {
+                m.push(0);
+            }
+            m.extend_from_slice(&[0x00, 0x08, 0, 20]);
+            m.extend_from_slice(&[0xab; 20]);
+            let len = (m.len() - 20) as u16;
+            m[2..4].copy_from_slice(&len.to_be_bytes());
+            m.truncate(m.len() - cut);
+            junk.push(m);
+        }
+        // From many ports too: the connection's address list stays bounded.
+        let others: Vec<_> = (0..10)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for round in 0..20 {
+            for j in &junk {
+                let _ = stranger.send_to(j, to);
+                let _ = others[round % others.len()].send_to(j, to);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(mux.stats().strays.load(Ordering::Relaxed) > 0);
+        assert_eq!(mux.stats().panics.load(Ordering::Relaxed), 0);
+        assert_eq!(mux.stats().connections.load(Ordering::Relaxed), 1);
+        // The connection still hears its slot, the sequence unbroken.
+        assert_eq!(hear(&track, &slots[1], 10000, 42, 20).await, 20);
+        assert_eq!(mux.stats().send_failures.load(Ordering::Relaxed), 0);
     }
 }
