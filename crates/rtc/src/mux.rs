@@ -608,14 +608,7 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        while let Some(out) = peer.pc.poll_write() {
-            send(
-                &self.socket,
-                &self.stats,
-                &out.message,
-                out.transport.peer_addr,
-            );
-        }
+        flush(&mut peer.pc, &self.socket, &self.stats);
         while let Some(event) = peer.pc.poll_event() {
             match event {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
@@ -657,14 +650,7 @@ impl Engine {
             }
         }
         // Anything the events or reads queued goes out now.
-        while let Some(out) = peer.pc.poll_write() {
-            send(
-                &self.socket,
-                &self.stats,
-                &out.message,
-                out.transport.peer_addr,
-            );
-        }
+        flush(&mut peer.pc, &self.socket, &self.stats);
         let deadline = next_deadline(&mut peer.pc);
         if deadline != peer.deadline {
             peer.deadline = deadline;
@@ -738,14 +724,7 @@ impl Engine {
                     continue;
                 }
                 track.count_one();
-                while let Some(out) = peer.pc.poll_write() {
-                    send(
-                        &self.socket,
-                        &self.stats,
-                        &out.message,
-                        out.transport.peer_addr,
-                    );
-                }
+                flush(&mut peer.pc, &self.socket, &self.stats);
             }
             failed = None;
         }));
@@ -764,14 +743,7 @@ impl Engine {
             return;
         };
         let _ = peer.pc.close();
-        while let Some(out) = peer.pc.poll_write() {
-            send(
-                &self.socket,
-                &self.stats,
-                &out.message,
-                out.transport.peer_addr,
-            );
-        }
+        flush(&mut peer.pc, &self.socket, &self.stats);
         for a in &peer.addrs {
             self.by_addr.remove(a);
         }
@@ -788,6 +760,13 @@ fn next_deadline(pc: &mut RTCPeerConnection) -> Instant {
     pc.poll_timeout()
         .unwrap_or(now + MAX_SLEEP)
         .clamp(now + MIN_TIMER, now + MAX_SLEEP)
+}
+
+/// Sends everything `pc` has queued.
+fn flush(pc: &mut RTCPeerConnection, socket: &tokio::net::UdpSocket, stats: &MuxStats) {
+    while let Some(out) = pc.poll_write() {
+        send(socket, stats, &out.message, out.transport.peer_addr);
+    }
 }
 
 fn send(socket: &tokio::net::UdpSocket, stats: &MuxStats, data: &[u8], to: SocketAddr) {
