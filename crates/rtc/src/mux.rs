@@ -21,7 +21,7 @@
 //! [`PeerSession`]: crate::PeerSession
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +53,12 @@ use crate::{AUDIO_LEVEL_URI, RECV_SLOTS, RtcError, RtpPacket, SessionEvent};
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 /// The soonest a connection's timer is looked at again.
 const MIN_TIMER: Duration = Duration::from_millis(1);
+/// What the media socket asks of the kernel for each of its buffers.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// Datagrams held aside during one forward, at most.
+const MAX_BACKLOG: usize = 4096;
+/// Copies sent between two looks at the socket while one packet goes to many listeners.
+const COPIES_BETWEEN_READS: usize = 64;
 /// Source addresses remembered per connection.
 const MAX_ADDRS_PER_CONNECTION: usize = 4;
 /// Datagrams read in one go before the thread looks at its other work.
@@ -74,6 +80,8 @@ pub struct MuxStats {
     /// Datagrams read / dropped because no connection owned their source.
     pub datagrams_in: AtomicU64,
     pub strays: AtomicU64,
+    /// Datagrams read off the socket in the middle of a forward (handled right after it).
+    pub stashed: AtomicU64,
     /// Connections dropped because the engine panicked on them (0 unless there is a bug).
     pub panics: AtomicU64,
 }
@@ -138,6 +146,20 @@ impl Mux {
     pub fn start(ip: IpAddr) -> Result<Mux, RtcError> {
         let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
             .map_err(|e| RtcError::Engine(format!("binding the media socket: {e}")))?;
+        // Every connection's incoming traffic queues here while the thread sends a packet's
+        // copies: ask for room (the kernel caps it at net.core.rmem_max / wmem_max).
+        let socket = {
+            let s = socket2::Socket::from(socket);
+            for (what, r) in [
+                ("receive", s.set_recv_buffer_size(SOCKET_BUFFER)),
+                ("send", s.set_send_buffer_size(SOCKET_BUFFER)),
+            ] {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "the media socket's {what} buffer stays at the default");
+                }
+            }
+            std::net::UdpSocket::from(s)
+        };
         socket
             .set_nonblocking(true)
             .map_err(|e| RtcError::Engine(format!("media socket: {e}")))?;
@@ -333,6 +355,8 @@ struct Engine {
     by_ufrag: HashMap<String, u64>,
     next_key: u64,
     last_sweep: Instant,
+    /// Datagrams taken off the socket in the middle of a forward, handled right after it.
+    backlog: VecDeque<(Vec<u8>, SocketAddr)>,
     /// Each connection's deadline, earliest first. An entry whose connection has since been
     /// given another deadline (or is gone) is stale and skipped when it comes up.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -356,6 +380,7 @@ impl Engine {
             next_key: 1,
             last_sweep: Instant::now(),
             timers: BinaryHeap::new(),
+            backlog: VecDeque::new(),
         }
     }
 
@@ -429,7 +454,12 @@ impl Engine {
                 });
                 let _ = reply.send(result);
             }
-            Command::Forward { packet, to } => self.forward(&packet, &to),
+            Command::Forward { packet, to } => {
+                self.forward(&packet, &to);
+                while let Some((data, from)) = self.backlog.pop_front() {
+                    self.datagram(&data, from);
+                }
+            }
             Command::Close { key } => self.remove(key),
         }
     }
@@ -704,12 +734,18 @@ impl Engine {
         // and then only the connection it panicked on is dropped (the rest of this packet's
         // copies are lost, not the listeners).
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for track in to {
+            for (i, track) in to.iter().enumerate() {
                 let Sink::Mux(target) = &track.sink else {
                     continue;
                 };
                 if target.mux.id != self.id {
                     continue;
+                }
+                if i % COPIES_BETWEEN_READS == COPIES_BETWEEN_READS - 1 {
+                    // A packet to a thousand listeners keeps the thread busy for
+                    // milliseconds; what arrives meanwhile (a speaker's next packet among
+                    // it) is taken off the socket before its buffer can overflow.
+                    stash(&self.socket, &mut self.backlog, &self.stats);
                 }
                 let Some(peer) = self.peers.get_mut(&target.key) else {
                     continue;
@@ -760,6 +796,25 @@ fn next_deadline(pc: &mut RTCPeerConnection) -> Instant {
     pc.poll_timeout()
         .unwrap_or(now + MAX_SLEEP)
         .clamp(now + MIN_TIMER, now + MAX_SLEEP)
+}
+
+/// Moves what the socket holds now into `backlog` (up to [`MAX_BACKLOG`]; past that the
+/// kernel keeps it, or drops it when its own buffer is full).
+fn stash(
+    socket: &tokio::net::UdpSocket,
+    backlog: &mut VecDeque<(Vec<u8>, SocketAddr)>,
+    stats: &MuxStats,
+) {
+    let mut buf = [0u8; 2048];
+    while backlog.len() < MAX_BACKLOG {
+        match socket.try_recv_from(&mut buf) {
+            Ok((n, from)) => {
+                stats.stashed.fetch_add(1, Ordering::Relaxed);
+                backlog.push_back((buf[..n].to_vec(), from));
+            }
+            Err(_) => break,
+        }
+    }
 }
 
 /// Sends everything `pc` has queued.
