@@ -240,10 +240,8 @@ impl Mux {
         let slots = answered
             .senders
             .iter()
-            .enumerate()
-            .map(|(slot, (sender, ssrc))| {
+            .map(|(sender, ssrc)| {
                 LocalAudio::muxed(
-                    &crate::slot_track_id(slot),
                     *ssrc,
                     Arc::clone(&level_id),
                     MuxTarget {

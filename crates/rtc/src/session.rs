@@ -263,12 +263,7 @@ impl LocalAudio {
     }
 
     /// A forwarding track of a connection on a [`crate::Mux`].
-    pub(crate) fn muxed(
-        _track_id: &str,
-        ssrc: u32,
-        level_id: LevelId,
-        target: crate::mux::MuxTarget,
-    ) -> Self {
+    pub(crate) fn muxed(ssrc: u32, level_id: LevelId, target: crate::mux::MuxTarget) -> Self {
         LocalAudio {
             sink: Sink::Mux(target),
             ssrc,
