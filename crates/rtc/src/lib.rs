@@ -18,6 +18,7 @@
 
 mod mux;
 mod session;
+mod srtp_tap;
 
 pub use mux::{Mux, MuxSession, MuxStats, forward};
 

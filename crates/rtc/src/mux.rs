@@ -43,10 +43,12 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
+use rtc::shared::marshal::Marshal;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::session::{LevelId, LocalAudio, RemoteAudio, Sink, media_engine, opus_codec, rand_ssrc};
+use crate::srtp_tap::KeyTap;
 use crate::{AUDIO_LEVEL_URI, RECV_SLOTS, RtcError, RtpPacket, SessionEvent};
 
 /// Whatever a connection's timers say, the thread looks at it at least this often.
@@ -84,6 +86,9 @@ pub struct MuxStats {
     pub stashed: AtomicU64,
     /// Connections dropped because the engine panicked on them (0 unless there is a bug).
     pub panics: AtomicU64,
+    /// Forwarded copies the thread protected and sent itself; the others went through the
+    /// engine's per-connection pipeline (see [`crate::srtp_tap`]).
+    pub direct_copies: AtomicU64,
 }
 
 /// A handle on the thread that drives many peer connections over one socket. Clones share
@@ -341,6 +346,14 @@ struct Peer {
     ufrag: String,
     addrs: Vec<SocketAddr>,
     closed: bool,
+    /// Where the connection's own outgoing SRTP keys are noted.
+    tap: Arc<KeyTap>,
+    /// A copy of the connection's outgoing SRTP context, for forwarded copies; built once
+    /// the DTLS handshake has made the keys.
+    direct: Option<rtc::srtp::context::Context>,
+    /// Where media goes: the address of the last DTLS or SRTP(C) datagram that went out to
+    /// the connection or that it accepted from there (ICE's selected pair).
+    media_to: Option<SocketAddr>,
 }
 
 struct Engine {
@@ -477,7 +490,12 @@ impl Engine {
         let ufrag = format!("cfx{key:x}{}", random_hex(8));
         let password = random_hex(32);
         let now = Instant::now();
+        let tap = KeyTap::new(
+            rtc::crypto::default_provider()
+                .map_err(|e| RtcError::Engine(format!("no crypto provider: {e}")))?,
+        );
         let setting_engine = SettingEngineBuilder::new()
+            .with_crypto_provider(Arc::clone(&tap) as _)
             .with_ice_credentials(ufrag.clone(), password)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .build();
@@ -546,6 +564,9 @@ impl Engine {
                 ufrag,
                 addrs: Vec::new(),
                 closed: false,
+                tap,
+                direct: None,
+                media_to: None,
             },
         );
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -592,12 +613,17 @@ impl Engine {
             message: BytesMut::from(data),
         };
         self.contained(key, |engine| {
-            if let Some(peer) = engine.peers.get_mut(&key)
-                && let Err(e) = peer.pc.handle_read(message)
-            {
-                // A datagram the connection could not use (garbled, replayed, out of order
-                // in the handshake): its problem to recover from, never the thread's.
-                tracing::debug!(error = %e, "media datagram refused");
+            if let Some(peer) = engine.peers.get_mut(&key) {
+                match peer.pc.handle_read(message) {
+                    // Accepted DTLS or SRTCP (which a client's receiver reports are) comes
+                    // from the pair ICE chose.
+                    Ok(()) if !is_stun(data) => peer.media_to = Some(from),
+                    Ok(()) => {}
+                    // A datagram the connection could not use (garbled, replayed, out of
+                    // order in the handshake): its problem to recover from, never the
+                    // thread's.
+                    Err(e) => tracing::debug!(error = %e, "media datagram refused"),
+                }
             }
             engine.drain(key);
         });
@@ -636,7 +662,7 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        flush(&mut peer.pc, &self.socket, &self.stats);
+        flush(peer, &self.socket, &self.stats);
         while let Some(event) = peer.pc.poll_event() {
             match event {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
@@ -678,7 +704,7 @@ impl Engine {
             }
         }
         // Anything the events or reads queued goes out now.
-        flush(&mut peer.pc, &self.socket, &self.stats);
+        flush(peer, &self.socket, &self.stats);
         let deadline = next_deadline(&mut peer.pc);
         if deadline != peer.deadline {
             peer.deadline = deadline;
@@ -750,6 +776,27 @@ impl Engine {
                 };
                 failed = Some(target.key);
                 let rtp = track.to_rtp(packet);
+                if peer.direct.is_none() {
+                    peer.direct = peer.tap.local_context();
+                }
+                if let (Some(context), Some(to)) = (&mut peer.direct, peer.media_to) {
+                    // From the moment the keys exist every copy on the slots goes this way
+                    // (none could go out before), so the engine's own context never sees
+                    // these SSRCs and the two cannot disagree on a rollover counter.
+                    match rtp.marshal().map_err(|e| e.to_string()).and_then(|plain| {
+                        context
+                            .encrypt_rtp_with_header(&plain, &rtp.header)
+                            .map_err(|e| e.to_string())
+                    }) {
+                        Ok(protected) => {
+                            send(&self.socket, &self.stats, &protected, to);
+                            self.stats.direct_copies.fetch_add(1, Ordering::Relaxed);
+                            track.count_one();
+                        }
+                        Err(e) => tracing::trace!(error = %e, "protecting a forwarded copy"),
+                    }
+                    continue;
+                }
                 let Some(mut sender) = peer.pc.rtp_sender(target.sender) else {
                     continue;
                 };
@@ -758,7 +805,7 @@ impl Engine {
                     continue;
                 }
                 track.count_one();
-                flush(&mut peer.pc, &self.socket, &self.stats);
+                flush(peer, &self.socket, &self.stats);
             }
             failed = None;
         }));
@@ -777,7 +824,7 @@ impl Engine {
             return;
         };
         let _ = peer.pc.close();
-        flush(&mut peer.pc, &self.socket, &self.stats);
+        flush(&mut peer, &self.socket, &self.stats);
         for a in &peer.addrs {
             self.by_addr.remove(a);
         }
@@ -815,11 +862,20 @@ fn stash(
     }
 }
 
-/// Sends everything `pc` has queued.
-fn flush(pc: &mut RTCPeerConnection, socket: &tokio::net::UdpSocket, stats: &MuxStats) {
-    while let Some(out) = pc.poll_write() {
+/// Sends everything a connection's engine has queued.
+fn flush(peer: &mut Peer, socket: &tokio::net::UdpSocket, stats: &MuxStats) {
+    while let Some(out) = peer.pc.poll_write() {
+        if !is_stun(&out.message) {
+            peer.media_to = Some(out.transport.peer_addr);
+        }
         send(socket, stats, &out.message, out.transport.peer_addr);
     }
+}
+
+/// Whether a datagram is STUN, by its first byte (RFC 7983: 0..=3; DTLS and SRTP start
+/// higher). STUN goes to and comes from every candidate ICE checks, not only the chosen one.
+fn is_stun(data: &[u8]) -> bool {
+    data.first().is_none_or(|b| *b < 4)
 }
 
 fn send(socket: &tokio::net::UdpSocket, stats: &MuxStats, data: &[u8], to: SocketAddr) {
@@ -1024,6 +1080,7 @@ mod tests {
             for _ in 0..20 {
                 let p = tokio::time::timeout(wait, r.recv()).await.unwrap().unwrap();
                 assert_eq!(p.payload.len(), 40);
+                assert_eq!(p.level.map(|l| l.dbov()), Some(40), "the level goes along");
                 if let Some(l) = last {
                     assert_eq!(p.sequence, u16::wrapping_add(l, 1), "one stream, no gaps");
                 }
@@ -1032,6 +1089,9 @@ mod tests {
         }
         sending.abort();
         assert!(mux.stats().datagrams_out.load(Ordering::Relaxed) > 40);
+        // What was heard went the direct way (protected with the tapped keys), not through
+        // the engine's pipeline: 20 packets on each client at least.
+        assert!(mux.stats().direct_copies.load(Ordering::Relaxed) >= 40);
         // Closing a session ends its connection on the mux.
         drop(servers);
         tokio::time::timeout(wait, async {
