@@ -43,12 +43,11 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
-use rtc::shared::marshal::Marshal;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::session::{LevelId, LocalAudio, RemoteAudio, Sink, media_engine, opus_codec, rand_ssrc};
-use crate::srtp_tap::KeyTap;
+use crate::srtp_tap::{KeyTap, SrtpSender};
 use crate::{AUDIO_LEVEL_URI, RECV_SLOTS, RtcError, RtpPacket, SessionEvent};
 
 /// Whatever a connection's timers say, the thread looks at it at least this often.
@@ -348,9 +347,9 @@ struct Peer {
     closed: bool,
     /// Where the connection's own outgoing SRTP keys are noted.
     tap: Arc<KeyTap>,
-    /// A copy of the connection's outgoing SRTP context, for forwarded copies; built once
-    /// the DTLS handshake has made the keys.
-    direct: Option<rtc::srtp::context::Context>,
+    /// Protection with the connection's outgoing SRTP keys, for forwarded copies; made once
+    /// the DTLS handshake has produced the keys.
+    direct: Option<SrtpSender>,
     /// Where media goes: the address of the last DTLS or SRTP(C) datagram that went out to
     /// the connection or that it accepted from there (ICE's selected pair).
     media_to: Option<SocketAddr>,
@@ -754,6 +753,8 @@ impl Engine {
     fn forward(&mut self, packet: &RtpPacket, to: &[LocalAudio]) {
         let now = Instant::now();
         let mut failed = None;
+        // Each direct copy is built, sealed and sent from here.
+        let mut buf = Vec::with_capacity(packet.payload.len() + 64);
         // One guard around the whole list: unwinding costs nothing until something panics,
         // and then only the connection it panicked on is dropped (the rest of this packet's
         // copies are lost, not the listeners).
@@ -775,21 +776,17 @@ impl Engine {
                     continue;
                 };
                 failed = Some(target.key);
-                let rtp = track.to_rtp(packet);
                 if peer.direct.is_none() {
-                    peer.direct = peer.tap.local_context();
+                    peer.direct = peer.tap.local_sender();
                 }
-                if let (Some(context), Some(to)) = (&mut peer.direct, peer.media_to) {
+                if let (Some(srtp), Some(to)) = (&mut peer.direct, peer.media_to) {
                     // From the moment the keys exist every copy on the slots goes this way
                     // (none could go out before), so the engine's own context never sees
                     // these SSRCs and the two cannot disagree on a rollover counter.
-                    match rtp.marshal().map_err(|e| e.to_string()).and_then(|plain| {
-                        context
-                            .encrypt_rtp_with_header(&plain, &rtp.header)
-                            .map_err(|e| e.to_string())
-                    }) {
-                        Ok(protected) => {
-                            send(&self.socket, &self.stats, &protected, to);
+                    let header_len = track.write_rtp(packet, &mut buf);
+                    match srtp.protect(&mut buf, header_len) {
+                        Ok(()) => {
+                            send(&self.socket, &self.stats, &buf, to);
                             self.stats.direct_copies.fetch_add(1, Ordering::Relaxed);
                             track.count_one();
                         }
@@ -797,6 +794,7 @@ impl Engine {
                     }
                     continue;
                 }
+                let rtp = track.to_rtp(packet);
                 let Some(mut sender) = peer.pc.rtp_sender(target.sender) else {
                     continue;
                 };
