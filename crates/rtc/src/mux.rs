@@ -347,12 +347,18 @@ struct Peer {
     closed: bool,
     /// Where the connection's own outgoing SRTP keys are noted.
     tap: Arc<KeyTap>,
-    /// Protection with the connection's outgoing SRTP keys, for forwarded copies; made once
-    /// the DTLS handshake has produced the keys.
-    direct: Option<SrtpSender>,
     /// Where media goes: the address of the last DTLS or SRTP(C) datagram that went out to
     /// the connection or that it accepted from there (ICE's selected pair).
     media_to: Option<SocketAddr>,
+}
+
+/// What a forwarded copy to a connection needs, apart from everything else of it: few
+/// bytes, so a thousand copies touch little memory.
+struct Direct {
+    /// Protection with the connection's own outgoing SRTP keys.
+    srtp: SrtpSender,
+    /// The connection's media address (its `Peer::media_to`).
+    to: SocketAddr,
 }
 
 struct Engine {
@@ -361,6 +367,9 @@ struct Engine {
     local: SocketAddr,
     stats: Arc<MuxStats>,
     peers: HashMap<u64, Peer>,
+    /// Connections whose forwarded copies the thread protects and sends itself: those whose
+    /// DTLS handshake produced keys the tap understands (see [`crate::srtp_tap`]).
+    direct: HashMap<u64, Direct>,
     by_addr: HashMap<SocketAddr, u64>,
     by_ufrag: HashMap<String, u64>,
     next_key: u64,
@@ -385,6 +394,7 @@ impl Engine {
             local,
             stats,
             peers: HashMap::new(),
+            direct: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             next_key: 1,
@@ -564,7 +574,6 @@ impl Engine {
                 addrs: Vec::new(),
                 closed: false,
                 tap,
-                direct: None,
                 media_to: None,
             },
         );
@@ -641,6 +650,7 @@ impl Engine {
 
     /// Drops a connection without asking its engine anything (it may be inconsistent).
     fn forget(&mut self, key: u64) {
+        self.direct.remove(&key);
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
@@ -704,6 +714,9 @@ impl Engine {
         }
         // Anything the events or reads queued goes out now.
         flush(peer, &self.socket, &self.stats);
+        if let (Some(to), Some(d)) = (peer.media_to, self.direct.get_mut(&key)) {
+            d.to = to;
+        }
         let deadline = next_deadline(&mut peer.pc);
         if deadline != peer.deadline {
             peer.deadline = deadline;
@@ -753,8 +766,9 @@ impl Engine {
     fn forward(&mut self, packet: &RtpPacket, to: &[LocalAudio]) {
         let now = Instant::now();
         let mut failed = None;
-        // Each direct copy is built, sealed and sent from here.
+        // Each direct copy is built, sealed and sent from here, and counted once at the end.
         let mut buf = Vec::with_capacity(packet.payload.len() + 64);
+        let (mut sent, mut refused) = (0u64, 0u64);
         // One guard around the whole list: unwinding costs nothing until something panics,
         // and then only the connection it panicked on is dropped (the rest of this packet's
         // copies are lost, not the listeners).
@@ -772,28 +786,43 @@ impl Engine {
                     // it) is taken off the socket before its buffer can overflow.
                     stash(&self.socket, &mut self.backlog, &self.stats);
                 }
-                let Some(peer) = self.peers.get_mut(&target.key) else {
-                    continue;
-                };
                 failed = Some(target.key);
-                if peer.direct.is_none() {
-                    peer.direct = peer.tap.local_sender();
-                }
-                if let (Some(srtp), Some(to)) = (&mut peer.direct, peer.media_to) {
-                    // From the moment the keys exist every copy on the slots goes this way
-                    // (none could go out before), so the engine's own context never sees
-                    // these SSRCs and the two cannot disagree on a rollover counter.
+                let direct = match self.direct.get_mut(&target.key) {
+                    Some(d) => Some(d),
+                    None => {
+                        // Keys appear once, when the DTLS handshake completes. From then on
+                        // every copy on the slots goes this way (none could go out before), so
+                        // the engine's own context never sees these SSRCs and the two cannot
+                        // disagree on a rollover counter.
+                        let Some(peer) = self.peers.get_mut(&target.key) else {
+                            continue;
+                        };
+                        match (peer.media_to, peer.tap.local_sender()) {
+                            (Some(to), Some(srtp)) => {
+                                Some(self.direct.entry(target.key).or_insert(Direct { srtp, to }))
+                            }
+                            _ => None,
+                        }
+                    }
+                };
+                if let Some(d) = direct {
                     let header_len = track.write_rtp(packet, &mut buf);
-                    match srtp.protect(&mut buf, header_len) {
+                    match d.srtp.protect(&mut buf, header_len) {
                         Ok(()) => {
-                            send(&self.socket, &self.stats, &buf, to);
-                            self.stats.direct_copies.fetch_add(1, Ordering::Relaxed);
+                            if try_send(&self.socket, &buf, d.to) {
+                                sent += 1;
+                            } else {
+                                refused += 1;
+                            }
                             track.count_one();
                         }
                         Err(e) => tracing::trace!(error = %e, "protecting a forwarded copy"),
                     }
                     continue;
                 }
+                let Some(peer) = self.peers.get_mut(&target.key) else {
+                    continue;
+                };
                 let rtp = track.to_rtp(packet);
                 let Some(mut sender) = peer.pc.rtp_sender(target.sender) else {
                     continue;
@@ -807,6 +836,11 @@ impl Engine {
             }
             failed = None;
         }));
+        self.stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
+        self.stats.direct_copies.fetch_add(sent, Ordering::Relaxed);
+        self.stats
+            .send_failures
+            .fetch_add(refused, Ordering::Relaxed);
         if let (Err(_), Some(key)) = (run, failed) {
             tracing::error!(
                 key,
@@ -818,6 +852,7 @@ impl Engine {
     }
 
     fn remove(&mut self, key: u64) {
+        self.direct.remove(&key);
         let Some(mut peer) = self.peers.remove(&key) else {
             return;
         };
@@ -877,13 +912,20 @@ fn is_stun(data: &[u8]) -> bool {
 }
 
 fn send(socket: &tokio::net::UdpSocket, stats: &MuxStats, data: &[u8], to: SocketAddr) {
+    if try_send(socket, data, to) {
+        stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
+    } else {
+        stats.send_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends one datagram without waiting; false if the socket refused it (its buffer full).
+fn try_send(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
     match socket.try_send_to(data, to) {
-        Ok(_) => {
-            stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
-        }
+        Ok(_) => true,
         Err(e) => {
-            stats.send_failures.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(error = %e, %to, "media send");
+            false
         }
     }
 }

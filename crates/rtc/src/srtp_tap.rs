@@ -83,8 +83,21 @@ impl KeyTap {
 pub(crate) struct SrtpSender {
     aead: Box<dyn AeadCipher>,
     session_salt: [u8; GCM_SALT],
-    /// Per SSRC: the highest packet index sent (48 bits: rollover counter and sequence).
-    streams: Vec<(u32, u64)>,
+    /// Per SSRC (one per receive slot): the highest packet index sent (48 bits: rollover
+    /// counter and sequence). Inline, so a copy touches no other allocation.
+    streams: [(u32, u64); crate::RECV_SLOTS],
+    streams_len: usize,
+}
+
+/// Why a packet was not protected. Only the mux builds the packets, so each is a bug there.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProtectError {
+    #[error("the RTP header is longer than the packet, or shorter than 12 bytes")]
+    Malformed,
+    #[error("more streams than a connection has receive slots")]
+    TooManyStreams,
+    #[error("sealing: {0}")]
+    Crypto(CryptoError),
 }
 
 /// The AES-GCM tag SRTP appends (RFC 7714 §7).
@@ -116,7 +129,8 @@ impl SrtpSender {
         Ok(SrtpSender {
             aead,
             session_salt,
-            streams: Vec::new(),
+            streams: [(0, 0); crate::RECV_SLOTS],
+            streams_len: 0,
         })
     }
 
@@ -126,17 +140,13 @@ impl SrtpSender {
         &mut self,
         packet: &mut Vec<u8>,
         header_len: usize,
-    ) -> Result<(), CryptoError> {
+    ) -> Result<(), ProtectError> {
         if packet.len() < header_len || header_len < 12 {
-            // Only the mux builds these packets: a header longer than the packet is a bug.
-            return Err(CryptoError::OutputTooSmall {
-                required: header_len.max(12),
-                actual: packet.len(),
-            });
+            return Err(ProtectError::Malformed);
         }
         let seq = u16::from_be_bytes([packet[2], packet[3]]);
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        let index = self.index(ssrc, seq);
+        let index = self.index(ssrc, seq).ok_or(ProtectError::TooManyStreams)?;
         let roc = (index >> 16) as u32;
         // RFC 7714 §8.1: 00 00 || SSRC || ROC || SEQ, XOR the session salt.
         let mut nonce = [0u8; GCM_SALT];
@@ -148,7 +158,9 @@ impl SrtpSender {
         }
         let mut tag = [0u8; SRTP_GCM_TAG];
         let (header, payload) = packet.split_at_mut(header_len);
-        self.aead.seal_in_place(&nonce, header, payload, &mut tag)?;
+        self.aead
+            .seal_in_place(&nonce, header, payload, &mut tag)
+            .map_err(ProtectError::Crypto)?;
         packet.extend_from_slice(&tag);
         Ok(())
     }
@@ -156,17 +168,21 @@ impl SrtpSender {
     /// The packet index of `seq` on stream `ssrc` (RFC 3711 §3.3.1 and appendix A: the
     /// rollover counter guessed from the highest index sent), which becomes the highest if
     /// it is ahead of it.
-    fn index(&mut self, ssrc: u32, seq: u16) -> u64 {
-        let Some((_, highest)) = self.streams.iter_mut().find(|(s, _)| *s == ssrc) else {
-            self.streams.push((ssrc, u64::from(seq)));
-            return u64::from(seq);
+    /// `None` for a stream past the connection's slots.
+    fn index(&mut self, ssrc: u32, seq: u16) -> Option<u64> {
+        let known = &mut self.streams[..self.streams_len];
+        let Some((_, highest)) = known.iter_mut().find(|(s, _)| *s == ssrc) else {
+            let free = self.streams.get_mut(self.streams_len)?;
+            *free = (ssrc, u64::from(seq));
+            self.streams_len += 1;
+            return Some(u64::from(seq));
         };
         let step = i64::from(seq.wrapping_sub(*highest as u16) as i16);
         let index = (*highest as i64 + step).max(0) as u64;
         if step > 0 {
             *highest = index;
         }
-        index
+        Some(index)
     }
 }
 
@@ -351,13 +367,28 @@ mod tests {
         assert!(tap.local_sender().is_none());
     }
 
-    /// A header longer than the packet is refused, not a panic.
+    /// What the sender cannot protect is refused, not a panic.
     #[test]
-    fn a_short_packet_is_refused() {
+    fn what_cannot_be_protected_is_refused() {
         let provider = rtc::crypto::default_provider().unwrap();
         let mut sender = SrtpSender::new(provider.crypto(), &[1; 16], &[2; 12]).unwrap();
         let mut short = vec![0x80u8; 8];
-        assert!(sender.protect(&mut short, 12).is_err());
+        assert!(matches!(
+            sender.protect(&mut short, 12),
+            Err(ProtectError::Malformed)
+        ));
         assert_eq!(short, vec![0x80u8; 8]);
+        // One stream per receive slot; a further SSRC is refused, the others go on.
+        for ssrc in 0..=crate::RECV_SLOTS as u32 {
+            let mut p = packet(1, false);
+            p.header.ssrc = ssrc;
+            let mut bytes = p.marshal().unwrap().to_vec();
+            let result = sender.protect(&mut bytes, 12);
+            if (ssrc as usize) < crate::RECV_SLOTS {
+                assert!(result.is_ok());
+            } else {
+                assert!(matches!(result, Err(ProtectError::TooManyStreams)));
+            }
+        }
     }
 }
