@@ -16,10 +16,12 @@
 //!
 //! This crate never decodes or encodes audio and never blocks a thread.
 
+mod batch;
 mod mux;
 mod session;
 mod srtp_tap;
 
+pub use batch::{BatchSent, DatagramBatch, SEND_BATCH};
 pub use mux::{Mux, MuxSession, MuxStats, forward};
 
 pub use session::{

@@ -46,6 +46,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batch::DatagramBatch;
 use crate::session::{LevelId, LocalAudio, RemoteAudio, Sink, media_engine, opus_codec, rand_ssrc};
 use crate::srtp_tap::{KeyTap, SrtpSender};
 use crate::{AUDIO_LEVEL_URI, RECV_SLOTS, RtcError, RtpPacket, SessionEvent};
@@ -380,6 +381,8 @@ struct Engine {
     /// Connections whose forwarded copies the thread protects and sends itself: those whose
     /// DTLS handshake produced keys the tap understands (see [`crate::srtp_tap`]).
     direct: HashMap<u64, Direct>,
+    /// Direct copies on their way out (see [`crate::batch`]).
+    batch: DatagramBatch,
     by_addr: HashMap<SocketAddr, u64>,
     by_ufrag: HashMap<String, u64>,
     next_key: u64,
@@ -405,6 +408,7 @@ impl Engine {
             stats,
             peers: HashMap::new(),
             direct: HashMap::new(),
+            batch: DatagramBatch::new(crate::SEND_BATCH),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             next_key: 1,
@@ -778,8 +782,8 @@ impl Engine {
     fn forward(&mut self, packet: &RtpPacket, to: &[LocalAudio]) {
         let now = Instant::now();
         let mut failed = None;
-        // Each direct copy is built, sealed and sent from here, and counted once at the end.
-        let mut buf = Vec::with_capacity(packet.payload.len() + 64);
+        // Direct copies are built and sealed in the batch's buffers, sent a batch at a time,
+        // and counted once at the end.
         let (mut sent, mut refused) = (0u64, 0u64);
         // One guard around the whole list: unwinding costs nothing until something panics,
         // and then only the connection it panicked on is dropped (the rest of this packet's
@@ -818,17 +822,19 @@ impl Engine {
                     }
                 };
                 if let Some(d) = direct {
-                    let header_len = track.write_rtp(packet, &mut buf);
-                    match d.srtp.protect(&mut buf, header_len) {
+                    let buf = self.batch.buffer();
+                    let header_len = track.write_rtp(packet, buf);
+                    match d.srtp.protect(buf, header_len) {
                         Ok(()) => {
-                            if try_send(&self.socket, &buf, d.to) {
-                                sent += 1;
-                            } else {
-                                refused += 1;
-                            }
+                            self.batch.push(d.to);
                             track.count_one();
                         }
                         Err(e) => tracing::trace!(error = %e, "protecting a forwarded copy"),
+                    }
+                    if self.batch.is_full() {
+                        let done = self.batch.send(&self.socket);
+                        sent += done.sent;
+                        refused += done.refused;
                     }
                     continue;
                 }
@@ -848,6 +854,10 @@ impl Engine {
             }
             failed = None;
         }));
+        // What the batch holds is whole, sealed datagrams, even after a panic.
+        let done = self.batch.send(&self.socket);
+        sent += done.sent;
+        refused += done.refused;
         self.stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
         self.stats.direct_copies.fetch_add(sent, Ordering::Relaxed);
         self.stats

@@ -1,8 +1,9 @@
 //! `confab-bench load`: the SFU's cost per outgoing packet against the kernel's floor (issue 6).
 //!
 //! One bounded run:
-//! - the floor: a plain UDP sender, one `send_to` per packet (what webrtc-rs does for audio to
-//!   distinct peers: its GSO batching only joins runs of datagrams to the same peer), packets
+//! - the floor: a plain UDP sender with the server's syscall strategy (`sendmmsg`, batches of
+//!   [`confab_rtc::SEND_BATCH`] datagrams to distinct addresses, through the same
+//!   [`confab_rtc::DatagramBatch`] the server's mux sends forwarded copies with), packets
 //!   of the size the SFU sends, 50 per second to each of N loopback sockets; its thread's CPU
 //!   per packet, plus SRTP protection per packet on the profile webrtc-rs negotiates first
 //!   (AEAD AES-128-GCM) measured in a loop;
@@ -179,7 +180,7 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<()> {
         let polled = udp_floor_us(n, packet_bytes, span, false)?;
         let waited = udp_floor_us(n, packet_bytes, span, true)?;
         println!(
-            "floor, N = {n:5}           send_to {polled:.3} µs/packet (receivers polled), \
+            "floor, N = {n:5}           sendmmsg {polled:.3} µs/packet (receivers polled), \
              {waited:.3} (receivers waiting in epoll) + SRTP {srtp_gcm:.3} = {:.3} / {:.3} µs/packet",
             polled + srtp_gcm,
             waited + srtp_gcm
@@ -245,7 +246,7 @@ fn thread_cpu_ns() -> anyhow::Result<u64> {
         .context("unreadable /proc/thread-self/schedstat")
 }
 
-/// The floor: one thread sends `bytes`-byte datagrams with one `send_to` each, every 20 ms to
+/// The floor: one thread sends `bytes`-byte datagrams in `sendmmsg` batches, every 20 ms to
 /// each of `n` loopback sockets, for `window`; returns its CPU µs per packet. The receivers
 /// are drained so their queues never fill (a full queue would make the send cheaper):
 /// - `waiting: false`, by a thread that polls them every 5 ms: nobody waits on them, so a
@@ -318,17 +319,22 @@ fn udp_floor_us(n: usize, bytes: usize, window: Duration, waiting: bool) -> anyh
     };
     let sender = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_nonblocking(true)?;
         let packet = vec![0x5au8; bytes];
+        let mut batch = confab_rtc::DatagramBatch::new(confab_rtc::SEND_BATCH);
         let start = Instant::now();
         let cpu0 = thread_cpu_ns()?;
         let mut sent = 0u64;
         let mut tick = start;
         while start.elapsed() < window {
             for a in &addrs {
-                if socket.send_to(&packet, a).is_ok() {
-                    sent += 1;
+                batch.buffer().extend_from_slice(&packet);
+                batch.push(*a);
+                if batch.is_full() {
+                    sent += batch.send(&socket).sent;
                 }
             }
+            sent += batch.send(&socket).sent;
             tick += Duration::from_millis(20);
             if let Some(wait) = tick.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
