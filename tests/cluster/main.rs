@@ -118,8 +118,13 @@ async fn wait_listed(server: &ServerHandle, id: &SpaceId, listeners: u32, what: 
 
 /// The host speaks: the tone, frame after frame at the audio clock's pace, until aborted.
 fn speak(host: Client) -> JoinHandle<()> {
+    speak_tone(host, TONE_HZ)
+}
+
+/// `who` speaks a pure tone of `hz`, at the audio clock's pace, until aborted.
+fn speak_tone(who: Client, hz: f64) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mic = host.mic().await.unwrap();
+        let mic = who.mic().await.unwrap();
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         let mut n = 0usize;
         loop {
@@ -127,7 +132,7 @@ fn speak(host: Client) -> JoinHandle<()> {
             let frame: Vec<f32> = (0..FRAME_SAMPLES)
                 .map(|i| {
                     let t = (n + i) as f64 / RATE as f64;
-                    (0.3 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin()) as f32
+                    (0.3 * (2.0 * std::f64::consts::PI * hz * t).sin()) as f32
                 })
                 .collect();
             n += FRAME_SAMPLES;
@@ -178,6 +183,44 @@ async fn hears_tone(streams: &mut Streams, who: &str) {
         "{who} hears the {TONE_HZ} Hz tone: rms {:.3}, share {:.3}",
         found.0, found.1
     );
+}
+
+/// Waits until every tone of `want` has filled `needed` whole seconds of some receive slot
+/// (each slot's frames are checked on their own: one speaker a slot), loud and clean; fails at
+/// once if any slot carries a tone of `not` meanwhile.
+async fn hears_tones(streams: &mut Streams, who: &str, want: &[f64], not: &[f64], needed: usize) {
+    let mut slots: std::collections::HashMap<usize, Vec<f32>> = Default::default();
+    let mut heard = vec![0usize; want.len()];
+    within(30, &format!("{who} to hear {want:?} Hz"), async {
+        while let Some(frame) = streams.audio.recv().await {
+            let buf = slots.entry(frame.slot).or_default();
+            buf.extend_from_slice(&frame.samples);
+            if buf.len() < RATE {
+                continue;
+            }
+            let window: Vec<f32> = buf.drain(..RATE).collect();
+            let rms = (window.iter().map(|v| v * v).sum::<f32>() / RATE as f32).sqrt();
+            for hz in not {
+                let share = tone_share(&window, *hz);
+                assert!(
+                    share < 0.1,
+                    "{who} hears {hz} Hz on slot {} (share {share:.3}, rms {rms:.3})",
+                    frame.slot
+                );
+            }
+            for (i, hz) in want.iter().enumerate() {
+                if rms > 0.1 && tone_share(&window, *hz) > 0.8 {
+                    heard[i] += 1;
+                }
+            }
+            if heard.iter().all(|n| *n >= needed) {
+                eprintln!("{who} hears {want:?} Hz, each for {needed} s, and not {not:?} Hz");
+                return;
+            }
+        }
+        panic!("{who}'s audio stream ended");
+    })
+    .await;
 }
 
 /// Takes every event the host's client has so far; fails on an end or a lost connection.
@@ -399,6 +442,78 @@ async fn node_a_relays_each_speaker_packet_once_to_node_b_for_three_listeners() 
             }
         })
         .await;
+        client.close().await;
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+    bus.stop().await;
+}
+
+/// A signed-in listener on node B brought on stage by the host on node A: its audio goes to
+/// the home on a session of its own, so listeners on both nodes hear it with the host, and it
+/// hears the host (through that session) but not itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_speaker_on_node_b_is_heard_on_both_nodes_and_hears_the_host_not_itself() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(bus) = Bus::start().await else {
+        eprintln!("SKIPPED: no nats-server binary (install it: scripts/deps.sh test)");
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = tempfile::tempdir().unwrap();
+    let a = confab_server::start(node_config(&bus, "a", dir_a.path()))
+        .await
+        .unwrap();
+    let b = confab_server::start(node_config(&bus, "b", dir_b.path()))
+        .await
+        .unwrap();
+    const BOB_HZ: f64 = 660.0;
+
+    let (host, _host_streams) = Client::connect(ClientConfig::new(a.url(), "ada"))
+        .await
+        .unwrap();
+    let id = host.create("Two stages").await.unwrap().space.id;
+    let ada_speaking = speak(host.clone());
+    wait_listed(&b, &id, 0, "node B to list the space").await;
+
+    let (cy, mut cy_streams) = Client::connect(ClientConfig::new(a.url(), "cy"))
+        .await
+        .unwrap();
+    cy.join(&id).await.unwrap();
+    let (dee, mut dee_streams) = Client::connect(ClientConfig::new(b.url(), "dee"))
+        .await
+        .unwrap();
+    dee.join(&id).await.unwrap();
+    // Bob signs in on node B, where he connects; node A decides whether he may go on stage.
+    let token = confab_tests::sign_in(&b.url(), keys.path(), "bob")
+        .await
+        .unwrap();
+    let (bob, mut bob_streams) =
+        Client::connect(ClientConfig::new(b.url(), "bob").with_token(&token))
+            .await
+            .unwrap();
+    bob.join(&id).await.unwrap();
+    hears_tone(&mut bob_streams, "bob, listening on node B").await;
+    confab_tests::bring_on_stage(&host, &bob, &mut bob_streams.events)
+        .await
+        .unwrap();
+    let bob_speaking = speak_tone(bob.clone(), BOB_HZ);
+
+    hears_tones(&mut cy_streams, "cy on node A", &[TONE_HZ, BOB_HZ], &[], 2).await;
+    hears_tones(
+        &mut dee_streams,
+        "dee on node B",
+        &[TONE_HZ, BOB_HZ],
+        &[],
+        2,
+    )
+    .await;
+    hears_tones(&mut bob_streams, "bob on stage", &[TONE_HZ], &[BOB_HZ], 3).await;
+
+    bob_speaking.abort();
+    ada_speaking.abort();
+    host.end().await.unwrap();
+    for client in [bob, cy, dee] {
         client.close().await;
     }
     b.shutdown().await;

@@ -22,9 +22,12 @@
 //! participants it joined itself. The bus itself is trusted to carry only the cluster's nodes
 //! (secure it with the NATS server's own accounts or TLS).
 //!
-//! Not done yet: speaking from a node that is not the room's home (a remote participant brought
-//! up to the stage is not heard: its uplink is not relayed to the home), and a host resuming on
-//! another node (refused). Hosts and speakers connect to the home node for now.
+//! A participant of a node who sends audio (the home brought it on stage) gets a session of its
+//! own with the home ([`Op::Speak`]): its microphone goes up, and the home's room takes it, and
+//! answers its receive slots, as it would a local participant's; that participant then hears the
+//! room through that session (the others, not itself) instead of through the node's relay.
+//!
+//! Not done yet: a host resuming on another node (refused). Hosts connect to the home node.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,6 +171,13 @@ enum Op {
     Relay {
         offer: String,
     },
+    /// A participant of the node sends audio (it was brought on stage): the node's offer for
+    /// that participant's own session with the home (the client layout), which carries its
+    /// microphone up and its own receive slots down, as a session on the home would.
+    Speak {
+        who: ParticipantId,
+        offer: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -245,6 +255,8 @@ pub(crate) struct Cluster {
     members: Mutex<HashMap<String, Members>>,
     /// Home side: relays by (space, node).
     relays: Mutex<HashMap<(SpaceId, String), RelayEntry>>,
+    /// Home side: remote participants' own sessions (see [`Op::Speak`]), by (space, who).
+    speakers: Mutex<HashMap<(SpaceId, ParticipantId), RelayEntry>>,
     next_relay: AtomicU64,
     counters: Counters,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -269,6 +281,7 @@ impl Cluster {
             proxies: Mutex::new(HashMap::new()),
             members: Mutex::new(HashMap::new()),
             relays: Mutex::new(HashMap::new()),
+            speakers: Mutex::new(HashMap::new()),
             next_relay: AtomicU64::new(1),
             counters: Counters::default(),
             tasks: Mutex::new(Vec::new()),
@@ -588,11 +601,13 @@ impl Cluster {
                 });
             }
             Op::Leave { who } => {
+                lock(&self.speakers).remove(&(space.clone(), who));
                 if self.remove_member(&node, &space, who) {
                     let _ = room.send(RoomCmd::Leave { who }).await;
                 }
             }
             Op::Disconnected { who } => {
+                lock(&self.speakers).remove(&(space.clone(), who));
                 if self.remove_member(&node, &space, who) {
                     let _ = room.send(RoomCmd::Disconnected { who }).await;
                 }
@@ -627,7 +642,85 @@ impl Cluster {
                         .await;
                 });
             }
+            Op::Speak { who, offer } => {
+                if !self.is_member(&node, &space, who) {
+                    let reply = refused(ErrorCode::NotInSpace, "not in this space");
+                    return self.respond(reply_to, reply).await;
+                }
+                let (cluster, shared) = (Arc::clone(self), Arc::clone(shared));
+                tokio::spawn(async move {
+                    cluster
+                        .serve_speaker(&shared, space, room, who, offer, reply_to)
+                        .await;
+                });
+            }
         }
+    }
+
+    /// A remote participant's own session, answered on this node's mux like a local one: its
+    /// receive slots and its microphone go to the room as a local participant's would, so the
+    /// room decides what it hears and whether it is heard, here, with its own checks.
+    async fn serve_speaker(
+        &self,
+        shared: &Arc<Shared>,
+        space: SpaceId,
+        room: mpsc::Sender<RoomCmd>,
+        who: ParticipantId,
+        offer: String,
+        reply_to: Option<Subject>,
+    ) {
+        let (mut session, answer, slots) = match shared.mux.answer_client(offer, true).await {
+            Ok(a) => a,
+            Err(e) => {
+                let reply = refused(ErrorCode::MediaFailed, format!("bad speaker offer: {e}"));
+                return self.respond(reply_to, reply).await;
+            }
+        };
+        let id = self.next_relay.fetch_add(1, Ordering::Relaxed);
+        let (stop_tx, mut stop) = oneshot::channel();
+        let key = (space.clone(), who);
+        // A newer session for the same participant replaces this one.
+        lock(&self.speakers).insert(key.clone(), RelayEntry { id, _stop: stop_tx });
+        if room.send(RoomCmd::MediaReady { who, slots }).await.is_err() {
+            let reply = refused(ErrorCode::SpaceEnded, "the space has ended");
+            return self.respond(reply_to, reply).await;
+        }
+        self.respond(reply_to, Reply::Answer { sdp: answer }).await;
+        tracing::info!(%space, participant = %who, "a remote participant's session opened");
+        loop {
+            tokio::select! {
+                event = session.next_event() => match event {
+                    None | Some(SessionEvent::Closed) => break,
+                    Some(SessionEvent::RemoteAudio(audio)) => {
+                        if room.send(RoomCmd::Uplink { who, audio }).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                },
+                _ = room.closed() => break,
+                _ = &mut stop => break,
+            }
+        }
+        session.close();
+        let current = {
+            let mut speakers = lock(&self.speakers);
+            let current = speakers.get(&key).is_some_and(|r| r.id == id);
+            if current {
+                speakers.remove(&key);
+            }
+            current
+        };
+        if current {
+            // Nothing goes to the closed session's slots any more.
+            let _ = room
+                .send(RoomCmd::MediaReady {
+                    who,
+                    slots: Vec::new(),
+                })
+                .await;
+        }
+        tracing::info!(%space, participant = %who, "a remote participant's session closed");
     }
 
     /// Sends `cmd` in order, then answers the request once the room has decided.
@@ -801,6 +894,7 @@ pub(crate) fn find(shared: &Arc<Shared>, space: &SpaceId) -> Option<mpsc::Sender
     }
     let home = cluster.home_of(space)?;
     let (tx, rx) = mpsc::channel(256);
+    let (news_tx, news_rx) = mpsc::unbounded_channel();
     let proxy = Proxy {
         cluster: Arc::clone(cluster),
         media_ip: shared.config.media_ip,
@@ -813,8 +907,12 @@ pub(crate) fn find(shared: &Arc<Shared>, space: &SpaceId) -> Option<mpsc::Sender
         relay_tasks: Vec::new(),
         opening: false,
         retry_at: None,
+        links: HashMap::new(),
+        linked: std::collections::HashSet::new(),
+        next_link: 1,
+        link_news: news_tx,
     };
-    let task = tokio::spawn(proxy.run(tx.clone(), rx));
+    let task = tokio::spawn(proxy.run(tx.clone(), rx, news_rx));
     proxies.insert(
         space.clone(),
         ProxyEntry {
@@ -909,12 +1007,26 @@ struct Proxy {
     relay_tasks: Vec<JoinHandle<()>>,
     opening: bool,
     retry_at: Option<Instant>,
+    /// Participants here who send audio: each one's own session with the home (see
+    /// [`Op::Speak`]), ended by dropping its stop sender. By id, to tell a replaced one's
+    /// news from its successor's.
+    links: HashMap<ParticipantId, (u64, oneshot::Sender<()>)>,
+    /// Those whose own session is up: they hear the room through it, not through the relay.
+    linked: std::collections::HashSet<ParticipantId>,
+    next_link: u64,
+    /// A link's news: (who, id, up).
+    link_news: mpsc::UnboundedSender<(ParticipantId, u64, bool)>,
 }
 
 type Opened = anyhow::Result<PeerSession>;
 
 impl Proxy {
-    async fn run(mut self, me: mpsc::Sender<RoomCmd>, mut rx: mpsc::Receiver<RoomCmd>) {
+    async fn run(
+        mut self,
+        me: mpsc::Sender<RoomCmd>,
+        mut rx: mpsc::Receiver<RoomCmd>,
+        mut link_news: mpsc::UnboundedReceiver<(ParticipantId, u64, bool)>,
+    ) {
         let subject = deliveries_subject(&self.cluster.node, &self.space);
         match self.cluster.bus.subscribe(subject).await {
             Ok(mut deliveries) => {
@@ -934,6 +1046,7 @@ impl Proxy {
                             None => break,
                         },
                         Some(result) = opened.recv() => self.relay_opened(result),
+                        Some((who, id, up)) = link_news.recv() => self.link_news(who, id, up),
                         event = next_event(&mut self.relay) => self.on_relay_event(event),
                         _ = sleep_until_opt(self.retry_at) => {
                             self.retry_at = None;
@@ -1031,9 +1144,35 @@ impl Proxy {
                     self.refresh_fanout();
                 }
             }
-            RoomCmd::Uplink { who, .. } => {
-                // The home decides who is heard, and only hears its own node's uplinks so far.
-                tracing::debug!(participant = %who, space = %self.space, "uplink on a non-home node dropped");
+            RoomCmd::Uplink { who, audio } => {
+                // The home decides who is heard: the participant's audio goes there on a
+                // session of its own, which also brings what it hears (a speaker hears the
+                // others, not itself, which the relay's mix for this node's listeners may be).
+                let Some(tracks) = self.slots.get(&who).cloned() else {
+                    return;
+                };
+                if !self.conns.contains_key(&who) {
+                    return;
+                }
+                let id = self.next_link;
+                self.next_link += 1;
+                let (stop_tx, stop) = oneshot::channel();
+                // A newer uplink (the client renewed its session) replaces the old link.
+                self.links.insert(who, (id, stop_tx));
+                let config = RtcConfig {
+                    bind_ip: self.media_ip,
+                    ..RtcConfig::default()
+                };
+                tokio::spawn(speaker_link(
+                    Arc::clone(&self.cluster),
+                    config,
+                    (self.home.clone(), self.space.clone()),
+                    (who, id),
+                    audio,
+                    tracks,
+                    self.link_news.clone(),
+                    stop,
+                ));
             }
             RoomCmd::RelayReady { .. } | RoomCmd::RelayGone { .. } | RoomCmd::Stop => {}
         }
@@ -1068,6 +1207,8 @@ impl Proxy {
         if self.conns.remove(&who).is_none() {
             return;
         }
+        self.links.remove(&who);
+        self.linked.remove(&who);
         self.slots.remove(&who);
         self.refresh_fanout();
         self.cluster.publish(&self.home, &self.space, op).await;
@@ -1120,12 +1261,32 @@ impl Proxy {
         false
     }
 
+    /// A participant's own session with the home came up or went: while it is up, that
+    /// participant hears the room through it instead of through the relay.
+    fn link_news(&mut self, who: ParticipantId, id: u64, up: bool) {
+        if self
+            .links
+            .get(&who)
+            .is_none_or(|(current, _)| *current != id)
+        {
+            return;
+        }
+        if up {
+            self.linked.insert(who);
+        } else {
+            self.links.remove(&who);
+            self.linked.remove(&who);
+        }
+        self.refresh_fanout();
+    }
+
     fn refresh_fanout(&self) {
         for (slot, list) in self.fanout.iter().enumerate() {
             let tracks: Vec<LocalAudio> = self
                 .slots
-                .values()
-                .filter_map(|s| s.get(slot).cloned())
+                .iter()
+                .filter(|(who, _)| !self.linked.contains(who))
+                .filter_map(|(_, s)| s.get(slot).cloned())
                 .collect();
             list.store(Arc::new(tracks));
         }
@@ -1231,6 +1392,88 @@ async fn open_relay(cluster: &Cluster, config: &RtcConfig, home: &str, space: &S
             Err(e)
         }
     }
+}
+
+/// One participant's own session with the home (see [`Op::Speak`]): its microphone's
+/// packets go up, and what the home sends on its receive slots comes down to its own slot
+/// tracks here. Ends when `stop`'s sender is dropped, the uplink ends or the session closes.
+#[allow(clippy::too_many_arguments)]
+async fn speaker_link(
+    cluster: Arc<Cluster>,
+    config: RtcConfig,
+    (home, space): (String, SpaceId),
+    (who, id): (ParticipantId, u64),
+    audio: RemoteAudio,
+    tracks: Vec<LocalAudio>,
+    news: mpsc::UnboundedSender<(ParticipantId, u64, bool)>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let opened = async {
+        let mut session = PeerSession::new(&config).await?;
+        let result = async {
+            let mic = session.add_client_transceivers().await?;
+            let offer = session.create_offer().await?;
+            match cluster
+                .request(&home, &space, Op::Speak { who, offer })
+                .await?
+            {
+                Reply::Answer { sdp } => session.accept_answer(sdp).await?,
+                Reply::Refused { code, message } => {
+                    anyhow::bail!("the home refused: {code:?}: {message}")
+                }
+                other => anyhow::bail!("unexpected answer to a speaker offer: {other:?}"),
+            }
+            Ok(mic)
+        }
+        .await;
+        match result {
+            Ok(mic) => Ok((session, mic)),
+            Err(e) => {
+                session.close().await;
+                Err(e)
+            }
+        }
+    };
+    let (mut session, mic) = tokio::select! {
+        opened = opened => match opened {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, participant = %who, %space, "opening a speaker's session with the home");
+                let _ = news.send((who, id, false));
+                return;
+            }
+        },
+        _ = &mut stop => return,
+    };
+    let _ = news.send((who, id, true));
+    let mut downs = Vec::new();
+    loop {
+        tokio::select! {
+            packet = audio.recv() => match packet {
+                Some(p) => {
+                    let _ = mic.send(&p).await;
+                }
+                None => break,
+            },
+            event = session.next_event() => match event {
+                Some(SessionEvent::RemoteAudio(down)) => {
+                    let Some(track) = down.slot().and_then(|s| tracks.get(s)) else {
+                        continue;
+                    };
+                    let list = Arc::new(ArcSwap::from_pointee(vec![track.clone()]));
+                    downs.push(tokio::spawn(fan_out(down, list, Arc::clone(&cluster))));
+                }
+                None | Some(SessionEvent::Closed) => break,
+                Some(_) => {}
+            },
+            _ = &mut stop => break,
+        }
+    }
+    for task in downs {
+        task.abort();
+    }
+    session.close().await;
+    let _ = news.send((who, id, false));
 }
 
 /// Copies one relay slot's packets to this node's listeners on that slot.
