@@ -90,6 +90,54 @@ fn node_config(bus: &Bus, node: &str, data_dir: &Path) -> ServerConfig {
     config
 }
 
+/// A bus and two nodes on it, "a" and "b" (with B's config, to restart it).
+struct TwoNodes {
+    bus: Bus,
+    a: ServerHandle,
+    b: ServerHandle,
+    config_b: ServerConfig,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+impl TwoNodes {
+    /// `None`, with a message, when there is no `nats-server` to run.
+    async fn start() -> Option<TwoNodes> {
+        let Some(bus) = Bus::start().await else {
+            eprintln!("SKIPPED: no nats-server binary (install it: scripts/deps.sh test)");
+            return None;
+        };
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let a = confab_server::start(node_config(&bus, "a", dirs[0].path()))
+            .await
+            .unwrap();
+        let config_b = node_config(&bus, "b", dirs[1].path());
+        let b = confab_server::start(config_b.clone()).await.unwrap();
+        Some(TwoNodes {
+            bus,
+            a,
+            b,
+            config_b,
+            _dirs: dirs,
+        })
+    }
+}
+
+/// The host, "ada", opens a space called `title` on node `a` and speaks the tone; returns once
+/// node `b`'s directory lists it.
+async fn host_speaking(
+    a: &ServerHandle,
+    b: &ServerHandle,
+    title: &str,
+) -> (Client, Streams, SpaceId, JoinHandle<()>) {
+    let (host, streams) = Client::connect(ClientConfig::new(a.url(), "ada"))
+        .await
+        .unwrap();
+    let id = host.create(title).await.unwrap().space.id;
+    let speaking = speak(host.clone());
+    wait_listed(b, &id, 0, "node B to list the space").await;
+    (host, streams, id, speaking)
+}
+
 async fn directory(server: &ServerHandle) -> Vec<SpaceSummary> {
     reqwest::get(format!("{}/api/spaces", server.url()))
         .await
@@ -239,24 +287,19 @@ fn host_still_live(events: &mut Streams) -> Vec<Event> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_on_node_b_hears_a_host_on_node_a_through_b_restarting() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(bus) = Bus::start().await else {
-        eprintln!("SKIPPED: no nats-server binary (install it: scripts/deps.sh test)");
+    let Some(TwoNodes {
+        bus,
+        a,
+        b,
+        config_b,
+        _dirs,
+    }) = TwoNodes::start().await
+    else {
         return;
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = confab_server::start(node_config(&bus, "a", dir_a.path()))
-        .await
-        .unwrap();
-    let config_b = node_config(&bus, "b", dir_b.path());
-    let b = confab_server::start(config_b.clone()).await.unwrap();
 
     // (1) The host opens a space on A; B's directory lists it; a listener on B hears the host.
-    let (host, mut host_streams) = Client::connect(ClientConfig::new(a.url(), "ada"))
-        .await
-        .unwrap();
-    let id = host.create("Across nodes").await.unwrap().space.id;
-    let speaking = speak(host.clone());
-    wait_listed(&b, &id, 0, "node B to list the space").await;
+    let (host, mut host_streams, id, speaking) = host_speaking(&a, &b, "Across nodes").await;
 
     let (bob, mut bob_streams) = Client::connect(ClientConfig::new(b.url(), "bob"))
         .await
@@ -367,24 +410,13 @@ async fn a_listener_on_node_b_hears_a_host_on_node_a_through_b_restarting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_a_relays_each_speaker_packet_once_to_node_b_for_three_listeners() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(bus) = Bus::start().await else {
-        eprintln!("SKIPPED: no nats-server binary (install it: scripts/deps.sh test)");
+    let Some(TwoNodes {
+        bus, a, b, _dirs, ..
+    }) = TwoNodes::start().await
+    else {
         return;
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = confab_server::start(node_config(&bus, "a", dir_a.path()))
-        .await
-        .unwrap();
-    let b = confab_server::start(node_config(&bus, "b", dir_b.path()))
-        .await
-        .unwrap();
-
-    let (host, _host_streams) = Client::connect(ClientConfig::new(a.url(), "ada"))
-        .await
-        .unwrap();
-    let id = host.create("Once per node").await.unwrap().space.id;
-    let speaking = speak(host.clone());
-    wait_listed(&b, &id, 0, "node B to list the space").await;
+    let (host, _host_streams, id, speaking) = host_speaking(&a, &b, "Once per node").await;
 
     let mut listeners = Vec::new();
     for name in ["bob", "cy", "dee"] {
@@ -455,26 +487,15 @@ async fn node_a_relays_each_speaker_packet_once_to_node_b_for_three_listeners() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_speaker_on_node_b_is_heard_on_both_nodes_and_hears_the_host_not_itself() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(bus) = Bus::start().await else {
-        eprintln!("SKIPPED: no nats-server binary (install it: scripts/deps.sh test)");
+    let Some(TwoNodes {
+        bus, a, b, _dirs, ..
+    }) = TwoNodes::start().await
+    else {
         return;
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let keys = tempfile::tempdir().unwrap();
-    let a = confab_server::start(node_config(&bus, "a", dir_a.path()))
-        .await
-        .unwrap();
-    let b = confab_server::start(node_config(&bus, "b", dir_b.path()))
-        .await
-        .unwrap();
     const BOB_HZ: f64 = 660.0;
-
-    let (host, _host_streams) = Client::connect(ClientConfig::new(a.url(), "ada"))
-        .await
-        .unwrap();
-    let id = host.create("Two stages").await.unwrap().space.id;
-    let ada_speaking = speak(host.clone());
-    wait_listed(&b, &id, 0, "node B to list the space").await;
+    let (host, _host_streams, id, ada_speaking) = host_speaking(&a, &b, "Two stages").await;
 
     let (cy, mut cy_streams) = Client::connect(ClientConfig::new(a.url(), "cy"))
         .await
