@@ -95,6 +95,11 @@ struct Inner {
     engine: Option<Arc<AudioEngine>>,
     /// The microphone's mode and the push-to-talk key's state.
     talk: Mutex<Talk>,
+    /// Our own mute and unmute requests (`true` for mute) the server has not echoed yet, oldest
+    /// first. While a newer one is on its way, an echo of an older one must not undo what we
+    /// show: a push-to-talk key pressed just after going on stage would flicker "muted" for a
+    /// round trip (see [`Inner::own_mute_echo`]).
+    mute_requests: Mutex<std::collections::VecDeque<bool>>,
     /// The task that reports diagnostics once a second, while they are wanted.
     diagnostics: Mutex<Option<JoinHandle<()>>>,
     shutdown: watch::Sender<bool>,
@@ -325,6 +330,7 @@ impl App {
             voice: Arc::new(AtomicU8::new(voice_bits(voice))),
             engine,
             talk: Mutex::new(Talk::new(&mic_mode)),
+            mute_requests: Mutex::new(std::collections::VecDeque::new()),
             diagnostics: Mutex::new(None),
             shutdown: watch::channel(false).0,
         });
@@ -405,6 +411,7 @@ impl App {
             .find(|p| p.id == client.id());
         let muted = me.is_some_and(|p| p.muted);
         self.inner.muted.store(muted, Ordering::Relaxed);
+        lock(&self.inner.mute_requests).clear();
         let current = CurrentSpace {
             you: client.id(),
             space: joined.space,
@@ -496,6 +503,7 @@ impl App {
             } else {
                 ClientMsg::UnmuteSelf
             };
+            lock(&self.inner.mute_requests).push_back(muted);
             self.client()?.stage(msg).await?;
         }
         self.inner.muted.store(muted, Ordering::Relaxed);
@@ -1081,8 +1089,17 @@ impl Inner {
         } else {
             ClientMsg::UnmuteSelf
         };
+        lock(&self.mute_requests).push_back(muted);
         client.stage(msg).await?;
         Ok(())
+    }
+
+    /// The server says we are `muted`: what we should show instead, if a newer request of ours
+    /// is still on its way. The server takes our requests in order and echoes each, so an echo
+    /// equal to the oldest outstanding request is that request's; one that is not is somebody
+    /// else's doing (the host muted us) and wins, and what we had outstanding is forgotten.
+    fn own_mute_echo(&self, muted: bool) -> Option<bool> {
+        mute_echo(&mut lock(&self.mute_requests), muted)
     }
 
     /// In push-to-talk mode with the key up, makes sure our microphone is muted (after going
@@ -1508,7 +1525,26 @@ impl Inner {
             let Some(cur) = m.current.as_mut() else {
                 return;
             };
-            let effect = stage::apply(cur, msg, &blocked);
+            let own_mute = match &msg {
+                confab_proto::ServerMsg::ParticipantUpdated { participant }
+                    if participant.id == cur.you =>
+                {
+                    self.own_mute_echo(participant.muted)
+                }
+                _ => None,
+            };
+            let mut effect = stage::apply(cur, msg, &blocked);
+            if let Some(keep) = own_mute {
+                // An echo of one of our older requests: keep showing the newest.
+                cur.muted = keep;
+                let you = cur.you;
+                if let Some(p) = cur.space.participants.iter_mut().find(|p| p.id == you) {
+                    p.muted = keep;
+                }
+                if let Effect::Me { muted, .. } = &mut effect {
+                    *muted = keep;
+                }
+            }
             if matches!(effect, Effect::Removed { .. }) {
                 m.current = None;
             }
@@ -1980,5 +2016,50 @@ async fn pump(inner: &Arc<Inner>, mut streams: Streams) -> String {
                 }
             }
         }
+    }
+}
+
+/// [`Inner::own_mute_echo`] over the outstanding requests.
+fn mute_echo(requests: &mut std::collections::VecDeque<bool>, muted: bool) -> Option<bool> {
+    match requests.front() {
+        Some(&oldest) if oldest == muted => {
+            requests.pop_front();
+            requests.back().copied()
+        }
+        Some(_) => {
+            requests.clear();
+            None
+        }
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod mute_echo_tests {
+    use super::mute_echo;
+    use std::collections::VecDeque;
+
+    /// Muted on going on stage, then the key pressed before that echo came back: the late echo
+    /// leaves us unmuted, the unmute's own echo is taken as it is.
+    #[test]
+    fn a_late_echo_does_not_undo_a_newer_request() {
+        let mut sent = VecDeque::from([true, false]);
+        assert_eq!(
+            mute_echo(&mut sent, true),
+            Some(false),
+            "keep showing unmuted"
+        );
+        assert_eq!(mute_echo(&mut sent, false), None, "the server agrees now");
+        assert!(sent.is_empty());
+    }
+
+    /// The host mutes us while our unmute is on its way: that is not an echo, and it wins.
+    #[test]
+    fn a_change_that_is_not_ours_wins_and_clears_what_was_outstanding() {
+        let mut sent = VecDeque::from([false]);
+        assert_eq!(mute_echo(&mut sent, true), None);
+        assert!(sent.is_empty());
+        // Nothing outstanding: every update is taken as it is.
+        assert_eq!(mute_echo(&mut sent, false), None);
     }
 }
