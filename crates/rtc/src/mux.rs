@@ -356,6 +356,9 @@ struct Peer {
     closed: bool,
     /// Past the handshake: its timers are only keepalives and reports.
     connected: bool,
+    /// Connected without keys the tap understands (another SRTP profile): its copies go
+    /// through the engine, and the tap is not asked again for every copy.
+    engine_only: bool,
     /// Where the connection's own outgoing SRTP keys are noted.
     tap: Arc<KeyTap>,
     /// Where media goes: the address of the last DTLS or SRTP(C) datagram that went out to
@@ -588,6 +591,7 @@ impl Engine {
                 addrs: Vec::new(),
                 closed: false,
                 connected: false,
+                engine_only: false,
                 tap,
                 media_to: None,
             },
@@ -813,7 +817,15 @@ impl Engine {
                         let Some(peer) = self.peers.get_mut(&target.key) else {
                             continue;
                         };
-                        match (peer.media_to, peer.tap.local_sender()) {
+                        let srtp = if peer.engine_only {
+                            None
+                        } else {
+                            let srtp = peer.tap.local_sender();
+                            // Connected means the DTLS handshake is done: no keys now, none later.
+                            peer.engine_only = srtp.is_none() && peer.connected;
+                            srtp
+                        };
+                        match (peer.media_to, srtp) {
                             (Some(to), Some(srtp)) => {
                                 Some(self.direct.entry(target.key).or_insert(Direct { srtp, to }))
                             }
